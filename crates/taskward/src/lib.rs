@@ -1,0 +1,67 @@
+//! Owned, named, deadline-bounded tasks for tokio.
+//!
+//! Every task has an owner ([`Scope`]), a name and a spawn site; every shutdown is
+//! signalled, bounded by a deadline, escalated when ignored, and ends in a
+//! [`ShutdownReport`] naming whatever did not stop. Start with [`Scope`].
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use taskward::Scope;
+//!
+//! let app = Scope::root("app");
+//! app.task("ticker")
+//!     .spawn_with(|ctx| async move {
+//!         let mut tick = tokio::time::interval(Duration::from_secs(1));
+//!         loop {
+//!             tokio::select! {
+//!                 _ = ctx.cancelled() => break,
+//!                 _ = tick.tick() => { /* periodic work */ }
+//!             }
+//!         }
+//!     })
+//!     .expect("app is open");
+//! app.spawn("stubborn", std::future::pending::<()>()).expect("app is open");
+//!
+//! let report = app.shutdown(Duration::from_secs(5)).await;
+//! assert_eq!(report.counts.cancelled, 1);
+//! assert_eq!(report.counts.aborted, 1);
+//! assert_eq!(report.tasks[0].name, "stubborn");
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+mod context;
+mod error;
+mod hooks;
+mod panic;
+mod policy;
+mod registry;
+mod report;
+mod scope;
+mod shutdown;
+mod snapshot;
+mod spawn;
+mod supervise;
+mod task;
+
+#[cfg(all(unix, feature = "signal"))]
+pub mod signal;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use context::{TaskContext, spawn};
+#[cfg(all(unix, feature = "signal"))]
+pub use error::SignalError;
+pub use error::{JoinError, SpawnError};
+pub use policy::{FailurePolicy, RestartPolicy};
+pub use report::{
+    Escalation, HookOutcome, HookReport, OutcomeCounts, Phase, ShutdownReport, TaskReport,
+};
+pub use scope::Scope;
+pub use shutdown::{ShutdownFuture, ShutdownPolicy};
+pub use snapshot::{Snapshot, TaskSnapshot, snapshot};
+pub use spawn::{RestartBuilder, TaskBuilder};
+pub use task::{TaskHandle, TaskId, TaskName, TaskOutcome, TaskOutput, TaskState};

@@ -1,0 +1,116 @@
+//! The per-scope table of live tasks, sharded so that spawns and exits on different
+//! threads rarely meet on one lock.
+//!
+//! Read [`Registry`] first. Each task takes a shard lock three times in its life (insert,
+//! store its abort handle, remove); snapshots and shutdown walk every shard. No lock is
+//! held across an `.await` or while tokio runs user code.
+
+use std::panic::Location;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+
+use slab::Slab;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use crate::task::{TaskId, TaskName, TaskState};
+
+/// What the registry knows about one live task.
+#[derive(Debug)]
+pub(crate) struct TaskEntry {
+    pub(crate) id: TaskId,
+    pub(crate) name: TaskName,
+    pub(crate) spawned_at: &'static Location<'static>,
+    pub(crate) started: Instant,
+    /// `None` only between the insert and the moment the spawner stores it.
+    pub(crate) abort: Option<AbortHandle>,
+    pub(crate) restarts: u32,
+    pub(crate) state: TaskState,
+}
+
+/// Where a task's entry lives; handed to the task so that its exit finds it directly.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    shard: u32,
+    key: u32,
+}
+
+/// A cache line of its own per shard, so that two threads on two shards do not contend on
+/// the line either.
+#[repr(align(64))]
+#[derive(Debug, Default)]
+struct Shard(Mutex<Slab<TaskEntry>>);
+
+#[derive(Debug)]
+pub(crate) struct Registry {
+    shards: Box<[Shard]>,
+}
+
+fn shard_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Twice the threads, so that an exit rarely finds its shard taken; capped because a
+        // scope per connection must stay cheap.
+        (threads * 2).next_power_of_two().min(16)
+    })
+}
+
+impl Registry {
+    pub(crate) fn new() -> Self {
+        Self {
+            shards: (0..shard_count()).map(|_| Shard::default()).collect(),
+        }
+    }
+
+    fn lock(&self, shard: usize) -> MutexGuard<'_, Slab<TaskEntry>> {
+        // No code panics while holding a shard lock, so poison carries no meaning here.
+        self.shards[shard]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn insert(&self, entry: TaskEntry) -> Slot {
+        // Consecutive ids land on different shards: a burst of spawns from one thread and
+        // the exits of those tasks on the other workers spread out.
+        let shard = (entry.id.as_u64() as usize) & (self.shards.len() - 1);
+        let key = self.lock(shard).insert(entry);
+        Slot {
+            shard: shard as u32,
+            key: u32::try_from(key).expect("fewer than 2^32 live tasks per shard"),
+        }
+    }
+
+    /// Runs `f` on the entry of task `id`, if it is still live.
+    pub(crate) fn update<R>(
+        &self,
+        slot: Slot,
+        id: TaskId,
+        f: impl FnOnce(&mut TaskEntry) -> R,
+    ) -> Option<R> {
+        let mut shard = self.lock(slot.shard as usize);
+        // The id check guards against a reused key: the task may have ended and another
+        // taken its place in the slab.
+        match shard.get_mut(slot.key as usize) {
+            Some(entry) if entry.id == id => Some(f(entry)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn remove(&self, slot: Slot, id: TaskId) -> Option<TaskEntry> {
+        let mut shard = self.lock(slot.shard as usize);
+        match shard.get(slot.key as usize) {
+            Some(entry) if entry.id == id => Some(shard.remove(slot.key as usize)),
+            _ => None,
+        }
+    }
+
+    /// Visits every live entry, one shard lock at a time.
+    pub(crate) fn for_each_mut(&self, mut f: impl FnMut(&mut TaskEntry)) {
+        for shard in 0..self.shards.len() {
+            for (_, entry) in self.lock(shard).iter_mut() {
+                f(entry);
+            }
+        }
+    }
+}
