@@ -1,0 +1,216 @@
+//! Shutdown in phases: signal, grace, abort, stuck; the deadline; repeated requests.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::DropFlag;
+use taskward::testing::Harness;
+use taskward::{Phase, ShutdownPolicy, SpawnError, TaskOutcome, TaskState};
+use tokio_test::{assert_pending, assert_ready};
+
+fn paused() -> Harness {
+    Harness::current_thread().start_paused(true)
+}
+
+// Asserts: tasks that watch their context stop in the grace phase and count as cancelled.
+#[test]
+fn cooperative_tasks_stop_in_grace() {
+    paused().run(|app| async move {
+        for n in 0..3 {
+            app.task(format!("worker-{n}"))
+                .spawn_with(|ctx| async move { ctx.cancelled().await })
+                .expect("app is open");
+        }
+        let report = app.shutdown(Duration::from_secs(10)).await;
+        assert_eq!(report.phase, Phase::Grace);
+        assert_eq!(report.counts.cancelled, 3);
+        assert!(report.is_clean(), "{report}");
+        assert!(app.snapshot().is_empty());
+    });
+}
+
+// Asserts: a task that ignores cancellation is aborted at the deadline, reported by name and
+// spawn site, and its future is really dropped; before the shutdown it was live.
+#[test]
+fn task_ignoring_cancellation_is_aborted_and_named() {
+    paused().run(|app| async move {
+        let dropped = DropFlag::default();
+        let probe = dropped.probe();
+        let line = line!() + 1;
+        app.spawn("stubborn", async move {
+            let _probe = probe;
+            std::future::pending::<()>().await;
+        })
+        .expect("app is open");
+        assert_eq!(app.snapshot().names(), ["stubborn"], "live before shutdown");
+
+        let report = app.shutdown(Duration::from_secs(5)).await;
+
+        assert_eq!(report.phase, Phase::Abort);
+        assert_eq!(report.counts.aborted, 1);
+        let task = &report.tasks[0];
+        assert_eq!((task.name.as_str(), task.outcome), ("stubborn", TaskOutcome::Aborted));
+        assert!(
+            task.spawned_at.starts_with(&format!("{}:{line}:", file!())),
+            "spawn site {} should be this file, line {line}",
+            task.spawned_at
+        );
+        assert!(dropped.dropped(), "the aborted future must be dropped, not left running");
+        // Paused time: the grace period lasted exactly the deadline.
+        assert_eq!(report.elapsed, Duration::from_secs(5));
+    });
+}
+
+// Asserts: a task blocking its worker thread forever is reported stuck, and shutdown still
+// returns (the test would hang otherwise).
+#[test]
+fn blocking_task_is_reported_stuck_and_shutdown_returns() {
+    Harness::multi_thread(2).run(|app| async move {
+        let release = Arc::new(AtomicBool::new(false));
+        let entered = Arc::new(tokio::sync::Notify::new());
+        let (r, e) = (release.clone(), entered.clone());
+        app.spawn("blocker", async move {
+            e.notify_one();
+            // Never yields: neither cancellation nor abort can reach it.
+            while !r.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
+        })
+        .expect("app is open");
+        entered.notified().await;
+
+        let policy = ShutdownPolicy::new(Duration::from_millis(50)).abort_wait(Duration::from_millis(50));
+        let report = app.shutdown_with(policy).await;
+
+        assert_eq!(report.phase, Phase::Stuck, "{report}");
+        assert_eq!(report.counts.stuck, 1);
+        let stuck: Vec<_> = report.tasks_with(TaskOutcome::Stuck).collect();
+        assert_eq!(stuck.len(), 1);
+        assert_eq!(stuck[0].name, "blocker");
+        assert_eq!(app.snapshot().tasks[0].state, TaskState::Stuck);
+
+        // Let the thread go so the runtime can stop; the abort then lands.
+        release.store(true, Ordering::SeqCst);
+        app.wait().await;
+    });
+}
+
+// Asserts: a zero deadline aborts at once instead of waiting.
+#[test]
+fn zero_deadline_means_abort_now() {
+    paused().run(|app| async move {
+        app.spawn("stubborn", std::future::pending::<()>()).expect("open");
+        app.spawn("done", async {}).expect("open");
+        // One yield lets `done` run to completion before the shutdown starts.
+        tokio::task::yield_now().await;
+        let report = app.shutdown(Duration::ZERO).await;
+        assert_eq!(report.phase, Phase::Abort);
+        assert_eq!(report.counts.aborted, 1);
+        assert_eq!(report.counts.completed, 1);
+        assert_eq!(report.elapsed, Duration::ZERO, "no grace was given");
+    });
+}
+
+// Asserts: a second request while the first waits out its grace skips to the abort phase,
+// and both requests get the same report.
+#[test]
+fn second_request_skips_to_abort() {
+    paused().run(|app| async move {
+        app.spawn("stubborn", std::future::pending::<()>()).expect("open");
+        let mut first = tokio_test::task::spawn(app.shutdown(Duration::from_secs(60)));
+        assert_pending!(first.poll());
+        assert!(app.is_cancelled(), "the first request signalled at once");
+
+        let second = app.shutdown(Duration::from_secs(60)).await;
+
+        let first = assert_ready!(first.poll());
+        assert_eq!(first, second);
+        assert_eq!(second.phase, Phase::Abort);
+        assert_eq!(second.elapsed, Duration::ZERO, "no grace after the second request");
+    });
+}
+
+// Asserts: shutting down an already shut down scope returns the first report unchanged.
+#[test]
+fn shutting_down_twice_returns_the_first_report() {
+    paused().run(|app| async move {
+        app.task("worker")
+            .spawn_with(|ctx| async move { ctx.cancelled().await })
+            .expect("open");
+        let first = app.shutdown(Duration::from_secs(1)).await;
+        tokio::time::advance(Duration::from_secs(3)).await;
+        let again = app.shutdown(Duration::ZERO).await;
+        assert_eq!(first, again);
+        assert_eq!(again.counts.cancelled, 1);
+    });
+}
+
+// Asserts: a scope that is shutting down refuses tasks, children and hooks with an error
+// naming it, and does not panic.
+#[test]
+fn shutting_down_scope_refuses_new_work() {
+    paused().run(|app| async move {
+        let http = app.child("http").expect("open");
+        let _ = app.shutdown(Duration::from_secs(1)).await;
+
+        let err = http.spawn("late", async {}).expect_err("closed");
+        assert_eq!(
+            err,
+            SpawnError::ShuttingDown {
+                scope: "test/http".into(),
+                task: "late".into()
+            }
+        );
+        assert!(err.to_string().contains("test/http"), "{err}");
+        assert!(app.child("late-child").is_err());
+        assert!(app.on_shutdown("late-hook", || async {}).is_err());
+    });
+}
+
+// Asserts: the parent's shutdown stops the tasks of its children, and their report rows
+// carry the child's path.
+#[test]
+fn parent_shutdown_covers_the_subtree() {
+    paused().run(|app| async move {
+        let http = app.child("http").expect("open");
+        let conn = http.child("conn-1").expect("open");
+        conn.task("reader")
+            .spawn_with(|ctx| async move { ctx.cancelled().await })
+            .expect("open");
+        conn.spawn("writer", std::future::pending::<()>()).expect("open");
+        assert_eq!(app.live_tasks(), 2);
+
+        let report = app.shutdown(Duration::from_secs(1)).await;
+
+        assert_eq!(report.counts.cancelled, 1);
+        assert_eq!(report.counts.aborted, 1);
+        assert_eq!(report.tasks[0].scope, "test/http/conn-1");
+        assert_eq!(http.live_tasks(), 0);
+    });
+}
+
+// Asserts: tasks dropped because their runtime shut down are counted aborted, not lost.
+#[test]
+fn runtime_drop_counts_tasks_as_aborted() {
+    let app = taskward::Scope::root("orphaned");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        app.spawn("idle", std::future::pending::<()>()).expect("open");
+    });
+    assert_eq!(app.live_tasks(), 1);
+    drop(runtime);
+    assert_eq!(app.live_tasks(), 0, "the runtime dropped the task and its guard counted it out");
+    let report = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(app.shutdown(Duration::ZERO));
+    assert_eq!(report.counts.aborted, 1);
+    assert_eq!(report.tasks[0].name, "idle");
+}
