@@ -26,13 +26,16 @@ use crate::task::{TaskOutcome, TaskState};
 ///
 /// 1. **signal**: the subtree is closed to new tasks and cancelled, at `t0`;
 /// 2. **grace**: wait for every task to end, until `t0 + deadline - hook_reserve`;
-/// 3. **abort**: abort what is left and wait up to `abort_wait` for the aborts to land;
+/// 3. **abort**: abort what is left and wait for the aborts to land: `abort_wait`, renewed
+///    while tasks are still ending (a scope of 100,000 tasks takes a while to drop them
+///    all), at most [`ShutdownPolicy::ABORT_ROUNDS`] times;
 /// 4. **stuck**: whatever still runs (it blocks its thread) is reported stuck;
 /// 5. **hooks** run, each bounded by `t0 + deadline`.
 ///
-/// So a shutdown returns by `t0 + deadline + abort_wait` (plus one poll of each hook whose
-/// turn comes after the deadline), even when a task never yields. A zero deadline is
-/// valid: it means "abort now".
+/// So a shutdown returns by `t0 + deadline + ABORT_ROUNDS * abort_wait` (plus one poll of
+/// each hook whose turn comes after the deadline), even when a task never yields; when
+/// only blocked tasks are left, by `t0 + deadline + abort_wait`. A zero deadline is valid:
+/// it means "abort now".
 ///
 /// # Examples
 ///
@@ -53,8 +56,11 @@ pub struct ShutdownPolicy {
 }
 
 impl ShutdownPolicy {
-    /// The default wait for aborts to land: the bounded margin past the deadline.
+    /// The default wait for aborts to land.
     pub const DEFAULT_ABORT_WAIT: Duration = Duration::from_millis(100);
+
+    /// How many times the abort wait is renewed while aborted tasks are still ending.
+    pub const ABORT_ROUNDS: u32 = 10;
 
     /// A shutdown that ends within `deadline` (plus [`Self::DEFAULT_ABORT_WAIT`]).
     #[must_use]
@@ -66,7 +72,8 @@ impl ShutdownPolicy {
         }
     }
 
-    /// How long to wait for aborted tasks to end before reporting them stuck.
+    /// How long to wait for aborted tasks to end before reporting them stuck; renewed
+    /// while they are still ending.
     #[must_use]
     pub fn abort_wait(mut self, wait: Duration) -> Self {
         self.abort_wait = wait;
@@ -202,10 +209,24 @@ async fn drive(
         phase = Phase::Abort;
         let aborted: usize = scopes.iter().map(|s| s.abort_tasks()).sum();
         tracing::warn!(scope = %inner.path, aborted, "grace period over: aborting the remaining tasks");
-        if tokio::time::timeout(policy.abort_wait, &mut all_ended)
-            .await
-            .is_err()
-        {
+        let mut live = live_tasks(&scopes);
+        for _ in 0..ShutdownPolicy::ABORT_ROUNDS {
+            if tokio::time::timeout(policy.abort_wait, &mut all_ended)
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            // Still ending: an abort lands when the task is next scheduled, and a
+            // runtime takes a while to get through a large scope. No progress in a whole
+            // round means what is left blocks its thread.
+            let now_live = live_tasks(&scopes);
+            if now_live == live {
+                break;
+            }
+            live = now_live;
+        }
+        if live_tasks(&scopes) > 0 {
             phase = Phase::Stuck;
         }
     }
@@ -238,10 +259,35 @@ async fn drive(
     if report.is_clean() {
         tracing::info!(scope = %inner.path, elapsed = ?report.elapsed, "shutdown complete: clean");
     } else {
-        tracing::warn!(scope = %inner.path, elapsed = ?report.elapsed, non_clean = report.counts.non_clean(), "shutdown complete: not clean\n{report}");
+        let c = &report.counts;
+        let not_clean: Vec<_> = report
+            .tasks
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} {} ({}, spawned at {})",
+                    t.outcome, t.name, t.scope, t.spawned_at
+                )
+            })
+            .collect();
+        tracing::warn!(
+            scope = %inner.path,
+            elapsed = ?report.elapsed,
+            phase = ?report.phase,
+            failed = c.failed,
+            panicked = c.panicked,
+            aborted = c.aborted,
+            stuck = c.stuck,
+            tasks = %not_clean.join(", "),
+            "shutdown complete: not clean"
+        );
     }
     self::slot(&inner).report = Some(report.clone());
     report
+}
+
+fn live_tasks(scopes: &[Arc<ScopeInner>]) -> usize {
+    scopes.iter().map(|s| s.live()).sum()
 }
 
 async fn wait_all(scopes: &[Arc<ScopeInner>]) {

@@ -182,6 +182,31 @@ where
     }
 }
 
+/// A task that loops forever has the output `!` (edition 2024 infers it for
+/// `async { loop { .. } }`); it never returns, so it never fails.
+#[expect(
+    private_interfaces,
+    reason = "the alias only names `!`, which is public; users never see `Returns`"
+)]
+impl TaskOutput for never::Never {
+    fn failure(&self) -> Option<String> {
+        match *self {}
+    }
+}
+
+/// Names `!` on stable Rust, as the return type of a function pointer.
+mod never {
+    pub(crate) trait Returns {
+        type Output;
+    }
+
+    impl<T> Returns for fn() -> T {
+        type Output = T;
+    }
+
+    pub(crate) type Never = <fn() -> ! as Returns>::Output;
+}
+
 /// A handle to a tracked task, returned by every `spawn*`.
 ///
 /// Awaiting it yields the task's output, or a [`JoinError`] if it panicked or was aborted.
@@ -202,7 +227,6 @@ where
 /// # }
 /// ```
 #[derive(Debug)]
-#[must_use = "dropping a TaskHandle does not stop the task; its scope still owns it"]
 pub struct TaskHandle<T> {
     id: TaskId,
     join: tokio::task::JoinHandle<Result<T, JoinError>>,

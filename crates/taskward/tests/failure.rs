@@ -39,7 +39,10 @@ fn panic_is_logged_with_name_and_site_and_siblings_keep_running() {
             .expect("open");
         let doomed = app.spawn("doomed", explode(7)).expect("open");
 
-        assert_eq!(doomed.await, Err(JoinError::Panicked("invariant broken: 7".into())));
+        assert_eq!(
+            doomed.await,
+            Err(JoinError::Panicked("invariant broken: 7".into()))
+        );
         tx.send(()).expect("sibling is still waiting");
         assert_eq!(sibling.await, Ok(Ok("carried on")));
 
@@ -47,15 +50,25 @@ fn panic_is_logged_with_name_and_site_and_siblings_keep_running() {
         assert_eq!(report.counts.panicked, 1);
         assert_eq!(report.counts.completed, 1);
         let row = &report.tasks[0];
-        assert_eq!((row.name.as_str(), row.outcome), ("doomed", TaskOutcome::Panicked));
+        assert_eq!(
+            (row.name.as_str(), row.outcome),
+            ("doomed", TaskOutcome::Panicked)
+        );
         let detail = row.detail.as_deref().expect("panic detail");
         assert!(detail.contains("invariant broken: 7"), "{detail}");
-        assert!(detail.contains(&format!("{}:{EXPLODE_LINE}:", file!())), "panic location in {detail}");
+        assert!(
+            detail.contains(&format!("{}:{EXPLODE_LINE}:", file!())),
+            "panic location in {detail}"
+        );
     });
     let lines = logs.lines_with("task panicked");
     assert_eq!(lines.len(), 1, "{}", logs.text());
     for needle in ["doomed", "invariant broken: 7", "spawned_at=", file!()] {
-        assert!(lines[0].contains(needle), "`{needle}` missing from {}", lines[0]);
+        assert!(
+            lines[0].contains(needle),
+            "`{needle}` missing from {}",
+            lines[0]
+        );
     }
 }
 
@@ -66,13 +79,18 @@ fn error_output_is_logged_and_reported() {
     let (logs, _guard) = Logs::capture();
     paused().run(|app| async move {
         let out = app
-            .spawn("loader", async { Err::<(), _>(anyhow::anyhow!("disk full").context("loading items")) })
+            .spawn("loader", async {
+                Err::<(), _>(anyhow::anyhow!("disk full").context("loading items"))
+            })
             .expect("open")
             .await;
         assert!(matches!(out, Ok(Err(_))));
         let report = app.shutdown(Duration::from_secs(1)).await;
         assert_eq!(report.counts.failed, 1);
-        assert_eq!(report.tasks[0].detail.as_deref(), Some("loading items: disk full"));
+        assert_eq!(
+            report.tasks[0].detail.as_deref(),
+            Some("loading items: disk full")
+        );
         assert!(!report.is_clean());
     });
     let lines = logs.lines_with("task failed");
@@ -110,8 +128,16 @@ fn restart_backs_off_then_escalates_past_intensity() {
         let report = app.shutdown(Duration::from_secs(1)).await;
         let cause = report.cause.as_ref().expect("escalated");
         assert_eq!(cause.task, "flaky");
-        assert!(cause.reason.contains("restart intensity exceeded"), "{}", cause.reason);
-        assert!(cause.reason.contains("connection refused"), "{}", cause.reason);
+        assert!(
+            cause.reason.contains("restart intensity exceeded"),
+            "{}",
+            cause.reason
+        );
+        assert!(
+            cause.reason.contains("connection refused"),
+            "{}",
+            cause.reason
+        );
         assert_eq!(report.tasks[0].restarts, 3);
         assert_eq!(report.counts.failed, 1, "one task, however many attempts");
     });
@@ -125,7 +151,9 @@ fn shutdown_during_backoff_stops_restarts() {
         let attempts = Arc::new(Mutex::new(0));
         let seen = attempts.clone();
         app.task("flaky")
-            .restart(RestartPolicy::default().backoff(Duration::from_secs(30), Duration::from_secs(30)))
+            .restart(
+                RestartPolicy::default().backoff(Duration::from_secs(30), Duration::from_secs(30)),
+            )
             .spawn(move |_ctx| {
                 *seen.lock().expect("lock") += 1;
                 async { Err::<(), _>("boom") }
@@ -188,10 +216,16 @@ fn escalate_shuts_down_the_owning_scope() {
 
         let report = db.shutdown(Duration::from_secs(1)).await;
         let cause = report.cause.as_ref().expect("cause");
-        assert_eq!((cause.task.as_str(), cause.scope.as_str()), ("migrate", "test/db"));
+        assert_eq!(
+            (cause.task.as_str(), cause.scope.as_str()),
+            ("migrate", "test/db")
+        );
         assert!(cause.reason.contains("schema version 7"));
         assert_eq!(db.escalation().as_ref(), Some(cause));
-        assert!(report.to_string().contains("escalated by task `migrate`"), "{report}");
+        assert!(
+            report.to_string().contains("escalated by task `migrate`"),
+            "{report}"
+        );
         let _ = app.shutdown(Duration::ZERO).await;
     });
 }

@@ -50,7 +50,10 @@ fn names_forgotten_tracked_tasks() {
         .expect_err("the forgotten task is found");
     assert_eq!(leak.tracked.names(), ["refresher"]);
     let message = leak.to_string();
-    assert!(message.contains("refresher") && message.contains("test/cache"), "{message}");
+    assert!(
+        message.contains("refresher") && message.contains("test/cache"),
+        "{message}"
+    );
 }
 
 // Asserts: `run` panics with the leak's description, so an ordinary `#[test]` fails.
@@ -72,7 +75,9 @@ fn run_panics_on_a_leak() {
 #[test]
 fn clean_body_passes() {
     let value = Harness::multi_thread(2).run(|scope| async move {
-        let h = scope.spawn("work", async { Ok::<_, std::io::Error>(5) }).expect("open");
+        let h = scope
+            .spawn("work", async { Ok::<_, std::io::Error>(5) })
+            .expect("open");
         let v = h.await.expect("joined").expect("ok");
         assert!(scope.shutdown(Duration::from_secs(1)).await.is_clean());
         v

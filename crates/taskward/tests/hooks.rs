@@ -39,7 +39,11 @@ fn hooks_run_once_in_reverse_order_after_tasks_stop() {
             })
             .expect("open");
         let runs = Arc::new(AtomicU32::new(0));
-        for (scope, name) in [(&app, "close-pool"), (&app, "flush-metrics"), (&db, "fsync")] {
+        for (scope, name) in [
+            (&app, "close-pool"),
+            (&app, "flush-metrics"),
+            (&db, "fsync"),
+        ] {
             let (j, runs) = (journal.clone(), runs.clone());
             scope
                 .on_shutdown(name, move || async move {
@@ -57,8 +61,19 @@ fn hooks_run_once_in_reverse_order_after_tasks_stop() {
             ["writer stopped", "fsync", "flush-metrics", "close-pool"]
         );
         assert_eq!(runs.load(Ordering::SeqCst), 3, "each hook ran once");
-        let names: Vec<_> = report.hooks.iter().map(|h| (h.scope.as_str(), h.name.as_str())).collect();
-        assert_eq!(names, [("test/db", "fsync"), ("test", "flush-metrics"), ("test", "close-pool")]);
+        let names: Vec<_> = report
+            .hooks
+            .iter()
+            .map(|h| (h.scope.as_str(), h.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("test/db", "fsync"),
+                ("test", "flush-metrics"),
+                ("test", "close-pool")
+            ]
+        );
         assert!(report.hooks.iter().all(|h| h.outcome == HookOutcome::Ok));
         assert_eq!(report, again);
     });
@@ -72,26 +87,45 @@ fn bad_hooks_are_reported_not_fatal() {
         let last_ran = Arc::new(AtomicBool::new(false));
         let flag = last_ran.clone();
         // Registration order is the reverse of the run order.
-        app.on_shutdown("last", move || async move { flag.store(true, Ordering::SeqCst) })
+        app.on_shutdown(
+            "last",
+            move || async move { flag.store(true, Ordering::SeqCst) },
+        )
+        .expect("open");
+        app.on_shutdown("hangs", std::future::pending::<()>)
             .expect("open");
-        app.on_shutdown("hangs", || std::future::pending::<()>()).expect("open");
         app.on_shutdown("panics", close_closed_pool).expect("open");
-        app.on_shutdown("fails", || async { Err::<(), _>("flush: broken pipe") }).expect("open");
+        app.on_shutdown("fails", || async { Err::<(), _>("flush: broken pipe") })
+            .expect("open");
 
         let report = app.shutdown(Duration::from_secs(2)).await;
 
-        let outcomes: Vec<_> = report.hooks.iter().map(|h| (h.name.as_str(), h.outcome.clone())).collect();
+        let outcomes: Vec<_> = report
+            .hooks
+            .iter()
+            .map(|h| (h.name.as_str(), h.outcome.clone()))
+            .collect();
         assert_eq!(
             outcomes,
             [
                 ("fails", HookOutcome::Failed("flush: broken pipe".into())),
-                ("panics", HookOutcome::Panicked("pool already closed".into())),
+                (
+                    "panics",
+                    HookOutcome::Panicked("pool already closed".into())
+                ),
                 ("hangs", HookOutcome::TimedOut),
                 ("last", HookOutcome::Ok),
             ]
         );
-        assert!(last_ran.load(Ordering::SeqCst), "a hook after the hanging one still ran");
-        assert_eq!(report.elapsed, Duration::from_secs(2), "the hanging hook was cut at the deadline");
+        assert!(
+            last_ran.load(Ordering::SeqCst),
+            "a hook after the hanging one still ran"
+        );
+        assert_eq!(
+            report.elapsed,
+            Duration::from_secs(2),
+            "the hanging hook was cut at the deadline"
+        );
         assert!(!report.is_clean());
     });
 }
@@ -100,14 +134,25 @@ fn bad_hooks_are_reported_not_fatal() {
 #[test]
 fn reserve_for_hooks_ends_grace_early() {
     paused().run(|app| async move {
-        app.spawn("stubborn", std::future::pending::<()>()).expect("open");
-        app.on_shutdown("flush", || tokio::time::sleep(Duration::from_secs(3))).expect("open");
+        app.spawn("stubborn", std::future::pending::<()>())
+            .expect("open");
+        app.on_shutdown("flush", || tokio::time::sleep(Duration::from_secs(3)))
+            .expect("open");
 
-        let policy = ShutdownPolicy::new(Duration::from_secs(10)).reserve_for_hooks(Duration::from_secs(4));
+        let policy =
+            ShutdownPolicy::new(Duration::from_secs(10)).reserve_for_hooks(Duration::from_secs(4));
         let report = app.shutdown_with(policy).await;
 
         assert_eq!(report.counts.aborted, 1);
-        assert_eq!(report.hooks[0].outcome, HookOutcome::Ok, "3 s of flushing fit in the 4 s reserve");
-        assert_eq!(report.elapsed, Duration::from_secs(9), "6 s grace, then 3 s of hook");
+        assert_eq!(
+            report.hooks[0].outcome,
+            HookOutcome::Ok,
+            "3 s of flushing fit in the 4 s reserve"
+        );
+        assert_eq!(
+            report.elapsed,
+            Duration::from_secs(9),
+            "6 s grace, then 3 s of hook"
+        );
     });
 }

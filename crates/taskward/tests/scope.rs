@@ -25,7 +25,11 @@ fn dropping_a_scope_aborts_its_tasks_with_one_warning() {
         let stop_detached = detached.abort_handle();
         drop(detached);
         tokio::task::yield_now().await;
-        assert_eq!(metrics.num_alive_tasks(), 1, "the detached task is still alive");
+        assert_eq!(
+            metrics.num_alive_tasks(),
+            1,
+            "the detached task is still alive"
+        );
 
         let scope = Scope::root("jobs");
         let child = scope.child("sub").expect("open");
@@ -47,20 +51,42 @@ fn dropping_a_scope_aborts_its_tasks_with_one_warning() {
         drop(child);
         // The aborts land when the runtime next runs the tasks.
         tokio::task::yield_now().await;
-        assert!(b.dropped(), "the child's task was aborted with the child's last handle");
+        assert!(
+            b.dropped(),
+            "the child's task was aborted with the child's last handle"
+        );
         assert!(!a.dropped(), "the parent's task is untouched");
 
         drop(scope);
         tokio::task::yield_now().await;
-        assert!(a.dropped(), "the root's task was aborted with the root's last handle");
-        assert_eq!(metrics.num_alive_tasks(), 1, "only the detached tokio task is left");
+        assert!(
+            a.dropped(),
+            "the root's task was aborted with the root's last handle"
+        );
+        assert_eq!(
+            metrics.num_alive_tasks(),
+            1,
+            "only the detached tokio task is left"
+        );
         stop_detached.abort();
     });
     let warnings = logs.lines_with("scope dropped without shutdown");
     assert_eq!(warnings.len(), 2, "one per dropped scope:\n{}", logs.text());
-    assert!(warnings[0].contains("uploader (jobs/sub, spawned at"), "{}", warnings[0]);
-    assert!(warnings[1].contains("poller (jobs, spawned at"), "{}", warnings[1]);
-    assert!(warnings.iter().all(|w| w.contains("WARN") && w.contains("count=1")));
+    assert!(
+        warnings[0].contains("uploader (jobs/sub, spawned at"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[1].contains("poller (jobs, spawned at"),
+        "{}",
+        warnings[1]
+    );
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.contains("WARN") && w.contains("count=1"))
+    );
 }
 
 // Asserts: dropping a scope whose tasks all finished logs nothing.
@@ -82,8 +108,10 @@ fn dropping_an_idle_scope_is_silent() {
 fn snapshots_list_live_tasks_with_their_records() {
     paused().run(|app| async move {
         let http = app.child("http").expect("open");
+        let token = http.token();
         let line = line!() + 1;
-        http.task("accept").spawn_with(|ctx| async move { ctx.cancelled().await }).expect("open");
+        http.spawn("accept", async move { token.cancelled().await })
+            .expect("open");
         app.spawn("done", async {}).expect("open");
         tokio::time::advance(Duration::from_secs(2)).await;
 
@@ -91,7 +119,11 @@ fn snapshots_list_live_tasks_with_their_records() {
         assert_eq!(snap.names(), ["accept"], "finished tasks are not listed");
         let t = &snap.tasks[0];
         assert_eq!(t.scope, "test/http");
-        assert!(t.spawned_at.starts_with(&format!("{}:{line}:", file!())), "{}", t.spawned_at);
+        assert!(
+            t.spawned_at.starts_with(&format!("{}:{line}:", file!())),
+            "{}",
+            t.spawned_at
+        );
         assert_eq!(t.state, TaskState::Running);
         assert_eq!(t.age, Duration::from_secs(2));
 
@@ -133,10 +165,18 @@ fn ambient_spawn_is_owned_by_the_callers_scope() {
         assert_eq!(snap.tasks[0].scope, "test/http");
 
         let report = app.shutdown(Duration::from_secs(1)).await;
-        assert_eq!(report.counts.cancelled, 1, "the library's task stopped with the app");
+        assert_eq!(
+            report.counts.cancelled, 1,
+            "the library's task stopped with the app"
+        );
 
         let err = taskward::spawn("orphan", async {}).expect_err("no ambient scope");
-        assert_eq!(err, SpawnError::NoCurrentScope { task: "orphan".into() });
+        assert_eq!(
+            err,
+            SpawnError::NoCurrentScope {
+                task: "orphan".into()
+            }
+        );
     });
 }
 
@@ -154,7 +194,11 @@ fn logs_inside_a_task_name_the_task() {
     });
     let lines = logs.lines_with("reclaimed 3 pages");
     assert_eq!(lines.len(), 1);
-    assert!(lines[0].contains("task{task=vacuum scope=test/db"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("task{task=vacuum scope=test/db"),
+        "{}",
+        lines[0]
+    );
 }
 
 // Asserts: spawning outside a runtime is an error naming the task, not a panic.
@@ -162,5 +206,10 @@ fn logs_inside_a_task_name_the_task() {
 fn spawn_outside_a_runtime_is_an_error() {
     let scope = Scope::root("no-runtime");
     let err = scope.spawn("early", async {}).expect_err("no runtime");
-    assert_eq!(err, SpawnError::NoRuntime { task: "early".into() });
+    assert_eq!(
+        err,
+        SpawnError::NoRuntime {
+            task: "early".into()
+        }
+    );
 }

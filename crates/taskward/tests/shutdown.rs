@@ -52,13 +52,19 @@ fn task_ignoring_cancellation_is_aborted_and_named() {
         assert_eq!(report.phase, Phase::Abort);
         assert_eq!(report.counts.aborted, 1);
         let task = &report.tasks[0];
-        assert_eq!((task.name.as_str(), task.outcome), ("stubborn", TaskOutcome::Aborted));
+        assert_eq!(
+            (task.name.as_str(), task.outcome),
+            ("stubborn", TaskOutcome::Aborted)
+        );
         assert!(
             task.spawned_at.starts_with(&format!("{}:{line}:", file!())),
             "spawn site {} should be this file, line {line}",
             task.spawned_at
         );
-        assert!(dropped.dropped(), "the aborted future must be dropped, not left running");
+        assert!(
+            dropped.dropped(),
+            "the aborted future must be dropped, not left running"
+        );
         // Paused time: the grace period lasted exactly the deadline.
         assert_eq!(report.elapsed, Duration::from_secs(5));
     });
@@ -82,7 +88,8 @@ fn blocking_task_is_reported_stuck_and_shutdown_returns() {
         .expect("app is open");
         entered.notified().await;
 
-        let policy = ShutdownPolicy::new(Duration::from_millis(50)).abort_wait(Duration::from_millis(50));
+        let policy =
+            ShutdownPolicy::new(Duration::from_millis(50)).abort_wait(Duration::from_millis(50));
         let report = app.shutdown_with(policy).await;
 
         assert_eq!(report.phase, Phase::Stuck, "{report}");
@@ -102,7 +109,8 @@ fn blocking_task_is_reported_stuck_and_shutdown_returns() {
 #[test]
 fn zero_deadline_means_abort_now() {
     paused().run(|app| async move {
-        app.spawn("stubborn", std::future::pending::<()>()).expect("open");
+        app.spawn("stubborn", std::future::pending::<()>())
+            .expect("open");
         app.spawn("done", async {}).expect("open");
         // One yield lets `done` run to completion before the shutdown starts.
         tokio::task::yield_now().await;
@@ -119,7 +127,8 @@ fn zero_deadline_means_abort_now() {
 #[test]
 fn second_request_skips_to_abort() {
     paused().run(|app| async move {
-        app.spawn("stubborn", std::future::pending::<()>()).expect("open");
+        app.spawn("stubborn", std::future::pending::<()>())
+            .expect("open");
         let mut first = tokio_test::task::spawn(app.shutdown(Duration::from_secs(60)));
         assert_pending!(first.poll());
         assert!(app.is_cancelled(), "the first request signalled at once");
@@ -129,7 +138,11 @@ fn second_request_skips_to_abort() {
         let first = assert_ready!(first.poll());
         assert_eq!(first, second);
         assert_eq!(second.phase, Phase::Abort);
-        assert_eq!(second.elapsed, Duration::ZERO, "no grace after the second request");
+        assert_eq!(
+            second.elapsed,
+            Duration::ZERO,
+            "no grace after the second request"
+        );
     });
 }
 
@@ -180,7 +193,8 @@ fn parent_shutdown_covers_the_subtree() {
         conn.task("reader")
             .spawn_with(|ctx| async move { ctx.cancelled().await })
             .expect("open");
-        conn.spawn("writer", std::future::pending::<()>()).expect("open");
+        conn.spawn("writer", std::future::pending::<()>())
+            .expect("open");
         assert_eq!(app.live_tasks(), 2);
 
         let report = app.shutdown(Duration::from_secs(1)).await;
@@ -201,11 +215,16 @@ fn runtime_drop_counts_tasks_as_aborted() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        app.spawn("idle", std::future::pending::<()>()).expect("open");
+        app.spawn("idle", std::future::pending::<()>())
+            .expect("open");
     });
     assert_eq!(app.live_tasks(), 1);
     drop(runtime);
-    assert_eq!(app.live_tasks(), 0, "the runtime dropped the task and its guard counted it out");
+    assert_eq!(
+        app.live_tasks(),
+        0,
+        "the runtime dropped the task and its guard counted it out"
+    );
     let report = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -22,8 +22,12 @@ fn first_signal_graceful_second_immediate_hup_reload() {
         raise(Signal::HUP);
         assert_eq!(signals.recv().await, SignalEvent::Reload);
 
-        app.spawn("stubborn", std::future::pending::<()>()).expect("open");
-        let worker = app.task("polite").spawn_with(|ctx| async move { ctx.cancelled().await }).expect("open");
+        app.spawn("stubborn", std::future::pending::<()>())
+            .expect("open");
+        let worker = app
+            .task("polite")
+            .spawn_with(|ctx| async move { ctx.cancelled().await })
+            .expect("open");
         let policy = ShutdownPolicy::new(Duration::from_secs(60));
         let run = shutdown_on_signals(&app, &mut signals, policy);
         tokio::pin!(run);
@@ -40,6 +44,9 @@ fn first_signal_graceful_second_immediate_hup_reload() {
         assert_eq!(report.phase, Phase::Abort, "{report}");
         assert_eq!(report.counts.aborted, 1);
         assert_eq!(report.counts.cancelled, 1);
-        assert!(report.elapsed < Duration::from_secs(60), "the second signal cut the grace short");
+        assert!(
+            report.elapsed < Duration::from_secs(60),
+            "the second signal cut the grace short"
+        );
     });
 }

@@ -67,7 +67,10 @@ impl io::Write for ThreadWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         CAPTURE.with(|c| {
             if let Some(logs) = &*c.borrow() {
-                logs.0.lock().expect("log buffer lock").extend_from_slice(buf);
+                logs.0
+                    .lock()
+                    .expect("log buffer lock")
+                    .extend_from_slice(buf);
             }
         });
         Ok(buf.len())
