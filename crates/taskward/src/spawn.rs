@@ -98,7 +98,7 @@ impl<'a> TaskBuilder<'a> {
             self.name,
             Location::caller(),
             policy,
-            Once(Some(move |_: TaskContext| future)),
+            just(future),
         )
     }
 
@@ -120,7 +120,7 @@ impl<'a> TaskBuilder<'a> {
             self.name,
             Location::caller(),
             policy,
-            Once(Some(make)),
+            once(make),
         )
     }
 }
@@ -178,7 +178,7 @@ impl RestartBuilder<'_> {
             self.name,
             Location::caller(),
             Policy::Restart(self.policy),
-            Factory(factory),
+            restartable(factory),
         )
     }
 }
@@ -192,38 +192,52 @@ pub(crate) trait Body: Send + 'static {
     fn start(&mut self, ctx: &TaskContext) -> Option<Self::Future>;
 }
 
-/// A body that runs once.
-struct Once<F>(Option<F>);
+/// A body from a closure that builds each attempt, or says there is none.
+struct Attempts<F>(F);
 
-impl<F, Fut> Body for Once<F>
+impl<F, Fut> Body for Attempts<F>
+where
+    F: FnMut(&TaskContext) -> Option<Fut> + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: TaskOutput,
+{
+    type Output = Fut::Output;
+    type Future = Fut;
+
+    fn start(&mut self, ctx: &TaskContext) -> Option<Fut> {
+        (self.0)(ctx)
+    }
+}
+
+/// A body that runs `future` once.
+fn just<Fut>(future: Fut) -> impl Body<Output = Fut::Output>
+where
+    Fut: Future + Send + 'static,
+    Fut::Output: TaskOutput,
+{
+    let mut future = Some(future);
+    Attempts(move |_: &TaskContext| future.take())
+}
+
+/// A body that runs once: `make` builds its only attempt.
+fn once<F, Fut>(make: F) -> impl Body<Output = Fut::Output>
 where
     F: FnOnce(TaskContext) -> Fut + Send + 'static,
     Fut: Future + Send + 'static,
     Fut::Output: TaskOutput,
 {
-    type Output = Fut::Output;
-    type Future = Fut;
-
-    fn start(&mut self, ctx: &TaskContext) -> Option<Fut> {
-        self.0.take().map(|make| make(ctx.clone()))
-    }
+    let mut make = Some(make);
+    Attempts(move |ctx: &TaskContext| make.take().map(|make| make(ctx.clone())))
 }
 
-/// A body that can run again after a failure.
-struct Factory<F>(F);
-
-impl<F, Fut> Body for Factory<F>
+/// A body that can run again after a failure: `factory` builds every attempt.
+fn restartable<F, Fut>(mut factory: F) -> impl Body<Output = Fut::Output>
 where
     F: FnMut(TaskContext) -> Fut + Send + 'static,
     Fut: Future + Send + 'static,
     Fut::Output: TaskOutput,
 {
-    type Output = Fut::Output;
-    type Future = Fut;
-
-    fn start(&mut self, ctx: &TaskContext) -> Option<Fut> {
-        Some((self.0)(ctx.clone()))
-    }
+    Attempts(move |ctx: &TaskContext| Some(factory(ctx.clone())))
 }
 
 /// Admits, records and spawns one task.
