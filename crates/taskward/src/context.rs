@@ -58,6 +58,10 @@ impl TaskContext {
         Self { scope, id }
     }
 
+    pub(crate) fn scope(&self) -> &Arc<ScopeInner> {
+        &self.scope
+    }
+
     /// The context of the tracked task this code runs in, or `None` outside one.
     #[must_use]
     pub fn current() -> Option<Self> {

@@ -272,12 +272,14 @@ pub(crate) fn spawn_task<B: Body>(
         restarts: 0,
         state: TaskState::Running,
     });
-    let guard = TaskGuard::new(scope.clone(), slot, id);
     let ctx = TaskContext::new(scope.clone(), id);
     // The context is both the task-local (for `taskward::spawn` and
     // `TaskContext::current`) and the argument handed to the body.
     let task = CURRENT
-        .scope(ctx.clone(), supervise(guard, ctx, policy, body))
+        .scope(
+            ctx.clone(),
+            supervise(TaskGuard::new(ctx, slot), policy, body),
+        )
         .instrument(span);
     // Spawned outside any lock: if the runtime is shutting down, tokio drops the future
     // right here, and its guard takes a shard lock to count the task out.

@@ -3,8 +3,7 @@
 //!
 //! Read [`supervise`] first; [`TaskGuard`] is what records an abort.
 
-use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::panic::{AssertUnwindSafe, Location};
 
 use futures_util::FutureExt;
 
@@ -15,39 +14,57 @@ use crate::registry::Slot;
 use crate::report::Escalation;
 use crate::scope::ScopeInner;
 use crate::spawn::Body;
-use crate::task::{TaskId, TaskOutcome, TaskOutput, TaskState};
+use crate::task::{TaskName, TaskOutcome, TaskOutput, TaskState};
 
 /// Counts a task out of its scope exactly once: by [`finish`](Self::finish) when the task
 /// ends on its own, or by `Drop` when tokio drops it unfinished (an abort, or the runtime
 /// going away), which is then recorded as aborted.
+///
+/// It is a parameter of [`supervise`], not a local, so that it exists (and counts the task
+/// out) even if tokio drops the task before its first poll.
 pub(crate) struct TaskGuard {
-    scope: Arc<ScopeInner>,
+    ctx: TaskContext,
     slot: Slot,
-    id: TaskId,
     finished: bool,
 }
 
 impl TaskGuard {
-    pub(crate) fn new(scope: Arc<ScopeInner>, slot: Slot, id: TaskId) -> Self {
+    pub(crate) fn new(ctx: TaskContext, slot: Slot) -> Self {
         Self {
-            scope,
+            ctx,
             slot,
-            id,
             finished: false,
         }
     }
 
+    fn scope(&self) -> &ScopeInner {
+        self.ctx.scope()
+    }
+
     fn finish(mut self, outcome: TaskOutcome, detail: Option<String>) {
         self.finished = true;
-        self.scope.task_ended(self.slot, self.id, outcome, detail);
+        self.scope()
+            .task_ended(self.slot, self.ctx.id(), outcome, detail);
+    }
+
+    fn set_state(&self, state: TaskState, restarts: u32) {
+        self.scope()
+            .set_task_state(self.slot, self.ctx.id(), state, restarts);
+    }
+
+    /// The task's name and spawn site, read from its registry entry (a cold path).
+    fn record(&self) -> Option<(TaskName, &'static Location<'static>)> {
+        self.scope()
+            .registry
+            .update(self.slot, self.ctx.id(), |e| (e.name.clone(), e.spawned_at))
     }
 }
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
         if !self.finished {
-            self.scope
-                .task_ended(self.slot, self.id, TaskOutcome::Aborted, None);
+            self.scope()
+                .task_ended(self.slot, self.ctx.id(), TaskOutcome::Aborted, None);
         }
     }
 }
@@ -77,14 +94,13 @@ impl Failure {
 /// ended.
 pub(crate) async fn supervise<B: Body>(
     guard: TaskGuard,
-    ctx: TaskContext,
     policy: Policy,
     mut body: B,
 ) -> Result<B::Output, JoinError> {
     let mut window = RestartWindow::default();
     loop {
         let attempt = body
-            .start(&ctx)
+            .start(&guard.ctx)
             .expect("only restartable bodies are started twice, and they always start");
         // AssertUnwindSafe: after a panic the attempt's future is dropped, never polled
         // again, so no broken invariant inside it can be observed.
@@ -111,22 +127,21 @@ pub(crate) async fn supervise<B: Body>(
             Policy::Log => None,
             Policy::Escalate => Some(failure.detail().to_owned()),
             // A scope that is stopping does not restart its tasks.
-            Policy::Restart(_) if guard.scope.is_closed() => None,
+            Policy::Restart(_) if guard.scope().is_closed() => None,
             Policy::Restart(restart) => {
                 match window.next_delay(&restart, tokio::time::Instant::now()) {
                     Some(delay) => {
                         let restarts = window.total();
-                        let scope = &guard.scope;
-                        scope.set_task_state(guard.slot, guard.id, TaskState::Restarting, restarts);
+                        guard.set_state(TaskState::Restarting, restarts);
                         tracing::info!(restarts, delay = ?delay, "restarting task after backoff");
                         tokio::select! {
                             () = tokio::time::sleep(delay) => {}
-                            () = ctx.cancelled() => {
+                            () = guard.ctx.cancelled() => {
                                 guard.finish(failure.outcome(), Some(failure.detail().to_owned()));
                                 return result;
                             }
                         }
-                        scope.set_task_state(guard.slot, guard.id, TaskState::Running, restarts);
+                        guard.set_state(TaskState::Running, restarts);
                         continue;
                     }
                     None => Some(format!(
@@ -139,7 +154,7 @@ pub(crate) async fn supervise<B: Body>(
         };
         if let Some(reason) = escalation {
             let cause = describe(&guard, reason);
-            guard.scope.escalate(cause);
+            guard.ctx.scope().escalate(cause);
         }
         guard.finish(failure.outcome(), Some(failure.detail().to_owned()));
         return result;
@@ -147,14 +162,10 @@ pub(crate) async fn supervise<B: Body>(
 }
 
 fn log_failure(guard: &TaskGuard, failure: &Failure) {
-    let Some((name, spawned_at)) = guard
-        .scope
-        .registry
-        .update(guard.slot, guard.id, |e| (e.name.clone(), e.spawned_at))
-    else {
+    let Some((name, spawned_at)) = guard.record() else {
         return;
     };
-    let scope = &guard.scope.path;
+    let scope = guard.ctx.scope_path();
     match failure {
         Failure::Error(error) => {
             tracing::error!(task = %name, scope = %scope, spawned_at = %spawned_at, error = %error, "task failed");
@@ -166,16 +177,13 @@ fn log_failure(guard: &TaskGuard, failure: &Failure) {
 }
 
 fn describe(guard: &TaskGuard, reason: String) -> Escalation {
-    let (task, spawned_at) = guard
-        .scope
-        .registry
-        .update(guard.slot, guard.id, |e| {
-            (e.name.to_string(), e.spawned_at.to_string())
-        })
-        .unwrap_or_else(|| (guard.id.to_string(), "unknown".to_owned()));
+    let (task, spawned_at) = guard.record().map_or_else(
+        || (guard.ctx.id().to_string(), "unknown".to_owned()),
+        |(name, site)| (name.to_string(), site.to_string()),
+    );
     Escalation {
         task,
-        scope: guard.scope.path.clone(),
+        scope: guard.ctx.scope_path().to_owned(),
         spawned_at,
         reason,
     }
