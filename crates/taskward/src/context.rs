@@ -12,11 +12,13 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use crate::error::SpawnError;
 use crate::scope::{Scope, ScopeInner};
 use crate::spawn::TaskBuilder;
+use crate::supervise::TaskGuard;
 use crate::task::{TaskHandle, TaskId, TaskName, TaskOutput};
 
 tokio::task_local! {
-    /// The context of the tracked task being polled, set around every task's future.
-    pub(crate) static CURRENT: TaskContext;
+    /// The guard (and context) of the tracked task being polled, set around every task's
+    /// future.
+    pub(crate) static CURRENT: TaskGuard;
 }
 
 /// What a tracked task knows about itself: its id, its scope, and whether it was asked to
@@ -65,7 +67,7 @@ impl TaskContext {
     /// The context of the tracked task this code runs in, or `None` outside one.
     #[must_use]
     pub fn current() -> Option<Self> {
-        CURRENT.try_with(Clone::clone).ok()
+        CURRENT.try_with(|guard| guard.ctx.clone()).ok()
     }
 
     /// This task's id.
@@ -179,7 +181,7 @@ where
     F::Output: TaskOutput,
 {
     let name = name.into();
-    match CURRENT.try_with(|ctx| ctx.scope.clone()) {
+    match CURRENT.try_with(|guard| guard.ctx.scope.clone()) {
         Ok(scope) => TaskBuilder::new(&scope, name).spawn(future),
         Err(_) => Err(SpawnError::NoCurrentScope {
             task: name.to_string(),

@@ -94,12 +94,13 @@ impl RestartPolicy {
     }
 }
 
-/// The policy a task runs under.
-#[derive(Debug, Clone, Copy)]
+/// The policy a task runs under. The restart state is boxed: most tasks never restart,
+/// and this enum is part of every task's future.
+#[derive(Debug)]
 pub(crate) enum Policy {
     Log,
     Escalate,
-    Restart(RestartPolicy),
+    Restart(Box<Restarts>),
 }
 
 impl From<FailurePolicy> for Policy {
@@ -111,17 +112,27 @@ impl From<FailurePolicy> for Policy {
     }
 }
 
-/// The restarts of one task that still count against its intensity.
-#[derive(Debug, Default)]
-pub(crate) struct RestartWindow {
+/// A restarting task's policy and the restarts that still count against its intensity.
+#[derive(Debug)]
+pub(crate) struct Restarts {
+    policy: RestartPolicy,
     recent: VecDeque<Instant>,
     total: u32,
 }
 
-impl RestartWindow {
+impl Restarts {
+    pub(crate) fn new(policy: RestartPolicy) -> Self {
+        Self {
+            policy,
+            recent: VecDeque::new(),
+            total: 0,
+        }
+    }
+
     /// Decides about one more failure at `now`: the delay before the next attempt, or
     /// `None` if the intensity is exceeded.
-    pub(crate) fn next_delay(&mut self, policy: &RestartPolicy, now: Instant) -> Option<Duration> {
+    pub(crate) fn next_delay(&mut self, now: Instant) -> Option<Duration> {
+        let policy = &self.policy;
         while let Some(&oldest) = self.recent.front() {
             if now.saturating_duration_since(oldest) >= policy.within {
                 self.recent.pop_front();
@@ -164,17 +175,17 @@ mod tests {
     #[test]
     fn window_refuses_past_intensity_and_forgets_old_restarts() {
         let p = RestartPolicy::default().intensity(2, Duration::from_secs(10));
-        let mut w = RestartWindow::default();
+        let mut w = Restarts::new(p);
         let t0 = Instant::now();
-        assert!(w.next_delay(&p, t0).is_some());
-        assert!(w.next_delay(&p, t0 + Duration::from_secs(1)).is_some());
+        assert!(w.next_delay(t0).is_some());
+        assert!(w.next_delay(t0 + Duration::from_secs(1)).is_some());
         assert_eq!(
-            w.next_delay(&p, t0 + Duration::from_secs(2)),
+            w.next_delay(t0 + Duration::from_secs(2)),
             None,
             "third in 10 s"
         );
         // Both earlier restarts have left the window by t0 + 11 s.
-        let delay = w.next_delay(&p, t0 + Duration::from_secs(11));
+        let delay = w.next_delay(t0 + Duration::from_secs(11));
         assert_eq!(delay, Some(p.delay(0)), "backoff starts over");
         assert_eq!(w.total(), 3);
     }

@@ -3,7 +3,9 @@
 //!
 //! Read [`Registry`] first. Each task takes a shard lock three times in its life (insert,
 //! store its abort handle, remove); snapshots and shutdown walk every shard. No lock is
-//! held across an `.await` or while tokio runs user code.
+//! held across an `.await` or while tokio runs user code. Each shard also counts how its
+//! tasks ended, under the lock the removal takes anyway, so ending a task touches no
+//! shared counter beyond the scope's live count.
 
 use std::panic::Location;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
@@ -12,7 +14,8 @@ use slab::Slab;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use crate::task::{TaskId, TaskName, TaskState};
+use crate::report::OutcomeCounts;
+use crate::task::{TaskId, TaskName, TaskOutcome, TaskState};
 
 /// What the registry knows about one live task.
 #[derive(Debug)]
@@ -38,7 +41,13 @@ pub(crate) struct Slot {
 /// the line either.
 #[repr(align(64))]
 #[derive(Debug, Default)]
-struct Shard(Mutex<Slab<TaskEntry>>);
+struct Shard(Mutex<ShardState>);
+
+#[derive(Debug, Default)]
+struct ShardState {
+    live: Slab<TaskEntry>,
+    ended: OutcomeCounts,
+}
 
 #[derive(Debug)]
 pub(crate) struct Registry {
@@ -62,7 +71,7 @@ impl Registry {
         }
     }
 
-    fn lock(&self, shard: usize) -> MutexGuard<'_, Slab<TaskEntry>> {
+    fn lock(&self, shard: usize) -> MutexGuard<'_, ShardState> {
         // No code panics while holding a shard lock, so poison carries no meaning here.
         self.shards[shard]
             .0
@@ -74,7 +83,7 @@ impl Registry {
         // Consecutive ids land on different shards: a burst of spawns from one thread and
         // the exits of those tasks on the other workers spread out.
         let shard = (entry.id.as_u64() as usize) & (self.shards.len() - 1);
-        let key = self.lock(shard).insert(entry);
+        let key = self.lock(shard).live.insert(entry);
         Slot {
             shard: shard as u32,
             key: u32::try_from(key).expect("fewer than 2^32 live tasks per shard"),
@@ -91,24 +100,40 @@ impl Registry {
         let mut shard = self.lock(slot.shard as usize);
         // The id check guards against a reused key: the task may have ended and another
         // taken its place in the slab.
-        match shard.get_mut(slot.key as usize) {
+        match shard.live.get_mut(slot.key as usize) {
             Some(entry) if entry.id == id => Some(f(entry)),
             _ => None,
         }
     }
 
-    pub(crate) fn remove(&self, slot: Slot, id: TaskId) -> Option<TaskEntry> {
+    /// Removes task `id` and counts how it ended; returns its entry if it was live.
+    pub(crate) fn remove(&self, slot: Slot, id: TaskId, outcome: TaskOutcome) -> Option<TaskEntry> {
         let mut shard = self.lock(slot.shard as usize);
-        match shard.get(slot.key as usize) {
-            Some(entry) if entry.id == id => Some(shard.remove(slot.key as usize)),
+        shard.ended.record(outcome);
+        match shard.live.get(slot.key as usize) {
+            Some(entry) if entry.id == id => Some(shard.live.remove(slot.key as usize)),
             _ => None,
         }
+    }
+
+    /// How the tasks of this registry ended, over its life.
+    pub(crate) fn ended(&self) -> OutcomeCounts {
+        let mut total = OutcomeCounts::default();
+        for shard in 0..self.shards.len() {
+            total.add(&self.lock(shard).ended);
+        }
+        total
+    }
+
+    /// Adds `counts` to this registry's (a dropped child scope folding into its parent).
+    pub(crate) fn absorb(&self, counts: &OutcomeCounts) {
+        self.lock(0).ended.add(counts);
     }
 
     /// Visits every live entry, one shard lock at a time.
     pub(crate) fn for_each_mut(&self, mut f: impl FnMut(&mut TaskEntry)) {
         for shard in 0..self.shards.len() {
-            for (_, entry) in self.lock(shard).iter_mut() {
+            for (_, entry) in self.lock(shard).live.iter_mut() {
                 f(entry);
             }
         }

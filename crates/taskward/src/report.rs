@@ -6,7 +6,6 @@
 
 use std::fmt;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -110,7 +109,19 @@ impl OutcomeCounts {
         self.failed + self.panicked + self.aborted + self.stuck
     }
 
-    fn add(&mut self, other: &Self) {
+    /// Counts one task that ended with `outcome`.
+    pub(crate) fn record(&mut self, outcome: TaskOutcome) {
+        match outcome {
+            TaskOutcome::Completed => self.completed += 1,
+            TaskOutcome::Cancelled => self.cancelled += 1,
+            TaskOutcome::Failed => self.failed += 1,
+            TaskOutcome::Panicked => self.panicked += 1,
+            TaskOutcome::Aborted => self.aborted += 1,
+            TaskOutcome::Stuck => self.stuck += 1,
+        }
+    }
+
+    pub(crate) fn add(&mut self, other: &Self) {
         self.completed += other.completed;
         self.cancelled += other.cancelled;
         self.failed += other.failed;
@@ -262,56 +273,6 @@ impl fmt::Display for ShutdownReport {
     }
 }
 
-/// Outcome counters of one scope, bumped by each task as it ends.
-#[derive(Debug, Default)]
-pub(crate) struct Tally {
-    completed: AtomicU64,
-    cancelled: AtomicU64,
-    failed: AtomicU64,
-    panicked: AtomicU64,
-    aborted: AtomicU64,
-}
-
-impl Tally {
-    pub(crate) fn record(&self, outcome: TaskOutcome) {
-        let counter = match outcome {
-            TaskOutcome::Completed => &self.completed,
-            TaskOutcome::Cancelled => &self.cancelled,
-            TaskOutcome::Failed => &self.failed,
-            TaskOutcome::Panicked => &self.panicked,
-            TaskOutcome::Aborted => &self.aborted,
-            // Stuck tasks are still live: they are counted when a report is built.
-            TaskOutcome::Stuck => return,
-        };
-        // Relaxed: a reader learns that all tasks have ended through the scope's live
-        // counter (Release on exit, Acquire on wait), which orders these increments too.
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn load(&self) -> OutcomeCounts {
-        OutcomeCounts {
-            completed: self.completed.load(Ordering::Relaxed),
-            cancelled: self.cancelled.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-            panicked: self.panicked.load(Ordering::Relaxed),
-            aborted: self.aborted.load(Ordering::Relaxed),
-            stuck: 0,
-        }
-    }
-
-    /// Adds `other`'s counts to this one (a child scope folding into its parent).
-    pub(crate) fn absorb(&self, other: &Self) {
-        let counts = other.load();
-        self.completed
-            .fetch_add(counts.completed, Ordering::Relaxed);
-        self.cancelled
-            .fetch_add(counts.cancelled, Ordering::Relaxed);
-        self.failed.fetch_add(counts.failed, Ordering::Relaxed);
-        self.panicked.fetch_add(counts.panicked, Ordering::Relaxed);
-        self.aborted.fetch_add(counts.aborted, Ordering::Relaxed);
-    }
-}
-
 /// The bounded list of a scope's non-clean tasks.
 #[derive(Debug, Default)]
 pub(crate) struct FailureLog(Mutex<FailureList>);
@@ -361,15 +322,6 @@ impl FailureLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .omitted += omitted;
     }
-}
-
-/// Sums the counts of several scopes.
-pub(crate) fn sum_counts(counts: impl IntoIterator<Item = OutcomeCounts>) -> OutcomeCounts {
-    let mut total = OutcomeCounts::default();
-    for c in counts {
-        total.add(&c);
-    }
-    total
 }
 
 /// Durations as fractional milliseconds, readable in JSON.

@@ -18,7 +18,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use crate::error::SpawnError;
 use crate::hooks::{Hook, HookList};
 use crate::registry::{Registry, Slot};
-use crate::report::{Escalation, FailureLog, Tally, TaskReport};
+use crate::report::{Escalation, FailureLog, TaskReport};
 use crate::shutdown::{ShutdownFuture, ShutdownPolicy, ShutdownSlot};
 use crate::snapshot::Snapshot;
 use crate::spawn::TaskBuilder;
@@ -308,7 +308,6 @@ pub(crate) struct ScopeInner {
     /// Live `Scope` handles (not tasks, not children).
     handles: AtomicUsize,
     pub(crate) registry: Registry,
-    pub(crate) tally: Tally,
     pub(crate) failures: FailureLog,
     cause: OnceLock<Escalation>,
     pub(crate) hooks: HookList,
@@ -339,7 +338,6 @@ impl ScopeInner {
             idle: Notify::new(),
             handles: AtomicUsize::new(0),
             registry: Registry::new(),
-            tally: Tally::default(),
             failures: FailureLog::default(),
             cause: OnceLock::new(),
             hooks: HookList::default(),
@@ -370,7 +368,7 @@ impl ScopeInner {
 
     pub(crate) fn live(&self) -> usize {
         // Acquire: pairs with the Release decrement in `exit`, so a caller that sees a
-        // count also sees the registry and tally updates of the tasks that left.
+        // count also sees the registry updates of the tasks that left.
         self.state.load(Ordering::Acquire) / TASK
     }
 
@@ -388,7 +386,7 @@ impl ScopeInner {
 
     /// Counts one task out, waking waiters when it was the last.
     pub(crate) fn exit(&self) {
-        // Release: publishes the task's registry removal and tally to `live()` readers.
+        // Release: publishes the task's registry removal to `live()` readers.
         let previous = self.state.fetch_sub(TASK, Ordering::Release);
         if previous / TASK == 1 {
             self.idle.notify_waiters();
@@ -418,12 +416,11 @@ impl ScopeInner {
         outcome: TaskOutcome,
         detail: Option<String>,
     ) {
-        let entry = self.registry.remove(slot, id);
         let outcome = match outcome {
             TaskOutcome::Completed if self.is_closed() => TaskOutcome::Cancelled,
             other => other,
         };
-        self.tally.record(outcome);
+        let entry = self.registry.remove(slot, id, outcome);
         if !outcome.is_clean() {
             if let Some(entry) = entry {
                 if outcome == TaskOutcome::Aborted {
@@ -589,7 +586,7 @@ impl Drop for ScopeInner {
             Some(parent) => {
                 // The parent outlives this scope (we hold it), so it can absorb what
                 // this scope learned: its counts, its failures, and hooks that never ran.
-                parent.tally.absorb(&self.tally);
+                parent.registry.absorb(&self.registry.ended());
                 self.failures.drain_into(&parent.failures);
                 self.hooks.drain_into(&parent.hooks);
                 lock(&parent.children).try_remove(self.key);

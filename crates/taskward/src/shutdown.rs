@@ -15,7 +15,7 @@ use futures_util::future::{BoxFuture, Shared, WeakShared};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::report::{Phase, ShutdownReport, TaskReport, sum_counts};
+use crate::report::{OutcomeCounts, Phase, ShutdownReport, TaskReport};
 use crate::scope::ScopeInner;
 use crate::task::{TaskOutcome, TaskState};
 
@@ -233,7 +233,10 @@ async fn drive(
     let stuck = collect_stuck(&scopes);
     let hooks = crate::hooks::run(&scopes, deadline).await;
 
-    let mut counts = sum_counts(scopes.iter().map(|s| s.tally.load()));
+    let mut counts = OutcomeCounts::default();
+    for scope in &scopes {
+        counts.add(&scope.registry.ended());
+    }
     counts.stuck = stuck.len() as u64;
     let mut tasks = Vec::new();
     let mut omitted = 0;

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use crate::context::{CURRENT, TaskContext};
 use crate::error::SpawnError;
-use crate::policy::{FailurePolicy, Policy, RestartPolicy};
+use crate::policy::{FailurePolicy, Policy, RestartPolicy, Restarts};
 use crate::registry::TaskEntry;
 use crate::scope::ScopeInner;
 use crate::supervise::{TaskGuard, supervise};
@@ -177,7 +177,7 @@ impl RestartBuilder<'_> {
             self.scope,
             self.name,
             Location::caller(),
-            Policy::Restart(self.policy),
+            Policy::Restart(Box::new(Restarts::new(self.policy))),
             restartable(factory),
         )
     }
@@ -272,18 +272,18 @@ pub(crate) fn spawn_task<B: Body>(
         restarts: 0,
         state: TaskState::Running,
     });
-    let ctx = TaskContext::new(scope.clone(), id);
-    // The context is both the task-local (for `taskward::spawn` and
-    // `TaskContext::current`) and the argument handed to the body.
-    let task = CURRENT
-        .scope(
-            ctx.clone(),
-            supervise(TaskGuard::new(ctx, slot), policy, body),
-        )
-        .instrument(span);
+    // The guard is the task-local value: the context `taskward::spawn` and
+    // `TaskContext::current` read, and the task's only reference to its scope.
+    let guard = TaskGuard::new(TaskContext::new(scope.clone(), id), slot);
+    let task = CURRENT.scope(guard, supervise(policy, body));
     // Spawned outside any lock: if the runtime is shutting down, tokio drops the future
-    // right here, and its guard takes a shard lock to count the task out.
-    let join = runtime.spawn(task);
+    // right here, and its guard takes a shard lock to count the task out. A span nobody
+    // listens to is left out: it would add 40 bytes to every task for nothing.
+    let join = if span.is_disabled() {
+        runtime.spawn(task)
+    } else {
+        runtime.spawn(task.instrument(span))
+    };
     scope.store_abort(slot, id, join.abort_handle());
     Ok(TaskHandle::new(id, join))
 }

@@ -3,29 +3,31 @@
 //!
 //! Read [`supervise`] first; [`TaskGuard`] is what records an abort.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location};
 
 use futures_util::FutureExt;
 
-use crate::context::TaskContext;
+use crate::context::{CURRENT, TaskContext};
 use crate::error::JoinError;
-use crate::policy::{Policy, RestartWindow};
+use crate::policy::Policy;
 use crate::registry::Slot;
 use crate::report::Escalation;
-use crate::scope::ScopeInner;
 use crate::spawn::Body;
 use crate::task::{TaskName, TaskOutcome, TaskOutput, TaskState};
 
-/// Counts a task out of its scope exactly once: by [`finish`](Self::finish) when the task
-/// ends on its own, or by `Drop` when tokio drops it unfinished (an abort, or the runtime
-/// going away), which is then recorded as aborted.
+/// A task's own record of itself, held as the task-local value around its future: it is
+/// the context `taskward::spawn` and [`TaskContext::current`] read, and it counts the task
+/// out of its scope exactly once. By [`finish`](Self::finish) when the task ends on its
+/// own, or by `Drop` when tokio drops the task unfinished (an abort, the runtime going
+/// away, even before the first poll), which is recorded as aborted.
 ///
-/// It is a parameter of [`supervise`], not a local, so that it exists (and counts the task
-/// out) even if tokio drops the task before its first poll.
+/// Living in the task-local slot, it is the task's only reference to its scope.
 pub(crate) struct TaskGuard {
-    ctx: TaskContext,
+    pub(crate) ctx: TaskContext,
     slot: Slot,
-    finished: bool,
+    finished: Cell<bool>,
 }
 
 impl TaskGuard {
@@ -33,28 +35,27 @@ impl TaskGuard {
         Self {
             ctx,
             slot,
-            finished: false,
+            finished: Cell::new(false),
         }
     }
 
-    fn scope(&self) -> &ScopeInner {
-        self.ctx.scope()
-    }
-
-    fn finish(mut self, outcome: TaskOutcome, detail: Option<String>) {
-        self.finished = true;
-        self.scope()
+    fn finish(&self, outcome: TaskOutcome, detail: Option<String>) {
+        self.finished.set(true);
+        self.ctx
+            .scope()
             .task_ended(self.slot, self.ctx.id(), outcome, detail);
     }
 
     fn set_state(&self, state: TaskState, restarts: u32) {
-        self.scope()
+        self.ctx
+            .scope()
             .set_task_state(self.slot, self.ctx.id(), state, restarts);
     }
 
     /// The task's name and spawn site, read from its registry entry (a cold path).
     fn record(&self) -> Option<(TaskName, &'static Location<'static>)> {
-        self.scope()
+        self.ctx
+            .scope()
             .registry
             .update(self.slot, self.ctx.id(), |e| (e.name.clone(), e.spawned_at))
     }
@@ -62,8 +63,9 @@ impl TaskGuard {
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        if !self.finished {
-            self.scope()
+        if !self.finished.get() {
+            self.ctx
+                .scope()
                 .task_ended(self.slot, self.ctx.id(), TaskOutcome::Aborted, None);
         }
     }
@@ -91,74 +93,96 @@ impl Failure {
 }
 
 /// Runs a task's attempts until one succeeds or the policy gives up, and records how it
-/// ended.
-pub(crate) async fn supervise<B: Body>(
-    guard: TaskGuard,
-    policy: Policy,
+/// ended. Runs inside the task-local scope of the task's [`TaskGuard`].
+///
+/// A plain `fn` returning an `async move` block, so that its arguments are stored once in
+/// the future (an `async fn` keeps a second copy of them). Everything after a failure runs
+/// in a boxed future: it is rare, and keeping it out of this state machine keeps every
+/// task's future, and so tokio's task cell, small.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an `async fn` would store its arguments twice in every task's future"
+)]
+pub(crate) fn supervise<B: Body>(
+    mut policy: Policy,
     mut body: B,
-) -> Result<B::Output, JoinError> {
-    let mut window = RestartWindow::default();
-    loop {
-        let attempt = body
-            .start(&guard.ctx)
-            .expect("only restartable bodies are started twice, and they always start");
-        // AssertUnwindSafe: after a panic the attempt's future is dropped, never polled
-        // again, so no broken invariant inside it can be observed.
-        let (result, failure) = match AssertUnwindSafe(attempt).catch_unwind().await {
-            Ok(output) => match output.failure() {
-                None => {
-                    guard.finish(TaskOutcome::Completed, None);
-                    return Ok(output);
-                }
-                Some(error) => (Ok(output), Failure::Error(error)),
-            },
-            Err(payload) => {
-                let message = crate::panic::message(payload.as_ref());
-                let detail = match crate::panic::take_location() {
-                    Some(location) => format!("{message} (at {location})"),
-                    None => message.clone(),
-                };
-                (Err(JoinError::Panicked(message)), Failure::Panic(detail))
-            }
-        };
-        log_failure(&guard, &failure);
-
-        let escalation = match policy {
-            Policy::Log => None,
-            Policy::Escalate => Some(failure.detail().to_owned()),
-            // A scope that is stopping does not restart its tasks.
-            Policy::Restart(_) if guard.scope().is_closed() => None,
-            Policy::Restart(restart) => {
-                match window.next_delay(&restart, tokio::time::Instant::now()) {
-                    Some(delay) => {
-                        let restarts = window.total();
-                        guard.set_state(TaskState::Restarting, restarts);
-                        tracing::info!(restarts, delay = ?delay, "restarting task after backoff");
-                        tokio::select! {
-                            () = tokio::time::sleep(delay) => {}
-                            () = guard.ctx.cancelled() => {
-                                guard.finish(failure.outcome(), Some(failure.detail().to_owned()));
-                                return result;
-                            }
-                        }
-                        guard.set_state(TaskState::Running, restarts);
-                        continue;
+) -> impl Future<Output = Result<B::Output, JoinError>> + Send + 'static {
+    async move {
+        loop {
+            let attempt = CURRENT
+                .with(|guard| body.start(&guard.ctx))
+                .expect("only restartable bodies are started twice, and they always start");
+            // AssertUnwindSafe: after a panic the attempt's future is dropped, never
+            // polled again, so no broken invariant inside it can be observed.
+            let (result, failure) = match AssertUnwindSafe(attempt).catch_unwind().await {
+                Ok(output) => match output.failure() {
+                    None => {
+                        CURRENT.with(|guard| guard.finish(TaskOutcome::Completed, None));
+                        return Ok(output);
                     }
-                    None => Some(format!(
-                        "restart intensity exceeded ({} restarts); last failure: {}",
-                        window.total(),
-                        failure.detail()
-                    )),
+                    Some(error) => (Ok(output), Failure::Error(error)),
+                },
+                Err(payload) => {
+                    let message = crate::panic::message(payload.as_ref());
+                    let detail = match crate::panic::take_location() {
+                        Some(location) => format!("{message} (at {location})"),
+                        None => message.clone(),
+                    };
+                    (Err(JoinError::Panicked(message)), Failure::Panic(detail))
+                }
+            };
+            match Box::pin(after_failure(&mut policy, failure)).await {
+                Next::Retry => {}
+                Next::Stop => return result,
+            }
+        }
+    }
+}
+
+/// What a task does after a failed attempt.
+enum Next {
+    Retry,
+    Stop,
+}
+
+/// Logs a failure and applies the policy: escalate, give up, or wait out the backoff and
+/// ask for another attempt. Records the task's end unless it retries.
+async fn after_failure(policy: &mut Policy, failure: Failure) -> Next {
+    CURRENT.with(|guard| log_failure(guard, &failure));
+    let closed = CURRENT.with(|guard| guard.ctx.scope().is_closed());
+    let escalation = match policy {
+        Policy::Log => None,
+        Policy::Escalate => Some(failure.detail().to_owned()),
+        // A scope that is stopping does not restart its tasks.
+        Policy::Restart(_) if closed => None,
+        Policy::Restart(restart) => match restart.next_delay(tokio::time::Instant::now()) {
+            Some(delay) => {
+                let restarts = restart.total();
+                CURRENT.with(|guard| guard.set_state(TaskState::Restarting, restarts));
+                tracing::info!(restarts, delay = ?delay, "restarting task after backoff");
+                let token = CURRENT.with(|guard| guard.ctx.token());
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {
+                        CURRENT.with(|guard| guard.set_state(TaskState::Running, restarts));
+                        return Next::Retry;
+                    }
+                    () = token.cancelled() => None,
                 }
             }
-        };
+            None => Some(format!(
+                "restart intensity exceeded ({} restarts); last failure: {}",
+                restart.total(),
+                failure.detail()
+            )),
+        },
+    };
+    CURRENT.with(|guard| {
         if let Some(reason) = escalation {
-            let cause = describe(&guard, reason);
-            guard.ctx.scope().escalate(cause);
+            guard.ctx.scope().escalate(describe(guard, reason));
         }
         guard.finish(failure.outcome(), Some(failure.detail().to_owned()));
-        return result;
-    }
+    });
+    Next::Stop
 }
 
 fn log_failure(guard: &TaskGuard, failure: &Failure) {
