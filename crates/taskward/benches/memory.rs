@@ -26,6 +26,7 @@
 #![expect(clippy::print_stdout, reason = "a benchmark prints its table")]
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -110,6 +111,17 @@ async fn idle() {
     std::future::pending::<()>().await;
 }
 
+/// An idle task that keeps 96 bytes of state across its await, as a connection or a
+/// periodic job does. Tokio sizes task cells in 128-byte steps: a trivial task fits the
+/// smallest cell, while this one needs the next size with or without taskward, so it shows
+/// taskward's cost on tasks that do something.
+async fn stateful() {
+    let state = std::hint::black_box([7u64; 12]);
+    STARTED.fetch_add(1, Ordering::Relaxed);
+    std::future::pending::<()>().await;
+    std::hint::black_box(state);
+}
+
 /// Heap cost of `TASKS` idle tasks spawned one way.
 #[derive(Debug, Clone, Copy)]
 struct Cost {
@@ -170,13 +182,16 @@ async fn measure(spawn_all: impl FnOnce()) -> Cost {
     }
 }
 
-fn tokio_spawn() -> Cost {
+fn tokio_spawn<F>(body: fn() -> F) -> Cost
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     let rt = warm_runtime();
     rt.block_on(async {
         let mut handles: Vec<JoinHandle<()>> = Vec::with_capacity(TASKS);
         let cost = measure(|| {
             for _ in 0..TASKS {
-                handles.push(tokio::spawn(idle()));
+                handles.push(tokio::spawn(body()));
             }
         })
         .await;
@@ -217,7 +232,10 @@ fn join_set() -> Cost {
     })
 }
 
-fn taskward(keep_handles: bool) -> Cost {
+fn taskward<F>(keep_handles: bool, body: fn() -> F) -> Cost
+where
+    F: Future<Output = ()> + Send + 'static,
+{
     let rt = warm_runtime();
     rt.block_on(async {
         let scope = Scope::root("bench");
@@ -225,7 +243,7 @@ fn taskward(keep_handles: bool) -> Cost {
             Vec::with_capacity(if keep_handles { TASKS } else { 0 });
         let cost = measure(|| {
             for _ in 0..TASKS {
-                let handle = scope.spawn("idle", idle()).expect("the scope is open");
+                let handle = scope.spawn("idle", body()).expect("the scope is open");
                 if keep_handles {
                     handles.push(handle);
                 }
@@ -243,35 +261,52 @@ fn main() {
         (
             "tokio_spawn",
             "tokio::spawn (JoinHandles kept)",
-            tokio_spawn(),
+            tokio_spawn(idle),
         ),
         ("task_tracker", "TaskTracker::spawn", task_tracker()),
         ("join_set", "JoinSet::spawn", join_set()),
         (
             "taskward",
             "taskward scope.spawn (handles dropped)",
-            taskward(false),
+            taskward(false, idle),
         ),
         (
             "taskward_handles_kept",
             "taskward scope.spawn (TaskHandles kept)",
-            taskward(true),
+            taskward(true, idle),
+        ),
+        (
+            "tokio_spawn_stateful",
+            "tokio::spawn, 96-byte task state",
+            tokio_spawn(stateful),
+        ),
+        (
+            "taskward_stateful",
+            "taskward scope.spawn, 96-byte task state",
+            taskward(false, stateful),
         ),
     ];
     let tokio = rows[0].2.bytes_per_task();
+    let tokio_stateful = rows[5].2.bytes_per_task();
 
     println!("heap per idle task, {TASKS} tasks, current_thread runtime");
     println!(
         "{:<42} {:>10} {:>11} {:>15}",
         "spawner", "bytes/task", "allocs/task", "- tokio::spawn"
     );
-    for (_, label, cost) in &rows {
+    for (key, label, cost) in &rows {
+        // Each row is compared with raw tokio running the same task body.
+        let baseline = if key.ends_with("_stateful") {
+            tokio_stateful
+        } else {
+            tokio
+        };
         println!(
             "{:<42} {:>10.1} {:>11.2} {:>+15.1}",
             label,
             cost.bytes_per_task(),
             cost.blocks_per_task(),
-            cost.bytes_per_task() - tokio,
+            cost.bytes_per_task() - baseline,
         );
     }
     println!(
@@ -295,6 +330,10 @@ fn main() {
     json.insert(
         "taskward_minus_tokio_bytes_per_task".to_owned(),
         serde_json::json!(rows[3].2.bytes_per_task() - tokio),
+    );
+    json.insert(
+        "taskward_minus_tokio_stateful_bytes_per_task".to_owned(),
+        serde_json::json!(rows[6].2.bytes_per_task() - tokio_stateful),
     );
     println!("memory-json: {}", serde_json::Value::Object(json));
 }

@@ -94,24 +94,6 @@ impl RestartPolicy {
     }
 }
 
-/// The policy a task runs under. The restart state is boxed: most tasks never restart,
-/// and this enum is part of every task's future.
-#[derive(Debug)]
-pub(crate) enum Policy {
-    Log,
-    Escalate,
-    Restart(Box<Restarts>),
-}
-
-impl From<FailurePolicy> for Policy {
-    fn from(policy: FailurePolicy) -> Self {
-        match policy {
-            FailurePolicy::Log => Self::Log,
-            FailurePolicy::Escalate => Self::Escalate,
-        }
-    }
-}
-
 /// A restarting task's policy and the restarts that still count against its intensity.
 #[derive(Debug)]
 pub(crate) struct Restarts {

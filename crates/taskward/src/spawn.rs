@@ -10,11 +10,12 @@ use std::sync::Arc;
 use tracing::Instrument;
 
 use crate::context::{CURRENT, TaskContext};
+use crate::error::JoinError;
 use crate::error::SpawnError;
-use crate::policy::{FailurePolicy, Policy, RestartPolicy, Restarts};
+use crate::policy::{FailurePolicy, RestartPolicy, Restarts};
 use crate::registry::TaskEntry;
 use crate::scope::ScopeInner;
-use crate::supervise::{TaskGuard, supervise};
+use crate::supervise::{Supervised, TaskGuard, restarting};
 use crate::task::{TaskHandle, TaskId, TaskName, TaskOutput, TaskState};
 
 /// Builds one task: its failure policy, and whether it gets its context as an argument.
@@ -92,14 +93,10 @@ impl<'a> TaskBuilder<'a> {
         F: Future + Send + 'static,
         F::Output: TaskOutput,
     {
-        let policy = Policy::from(self.policy);
-        spawn_task(
-            self.scope,
-            self.name,
-            Location::caller(),
-            policy,
-            just(future),
-        )
+        let policy = self.policy;
+        spawn_task(self.scope, self.name, Location::caller(), |_| {
+            Supervised::new(future, policy)
+        })
     }
 
     /// Spawns the future that `make` builds from the task's own [`TaskContext`].
@@ -114,14 +111,10 @@ impl<'a> TaskBuilder<'a> {
         Fut: Future + Send + 'static,
         Fut::Output: TaskOutput,
     {
-        let policy = Policy::from(self.policy);
-        spawn_task(
-            self.scope,
-            self.name,
-            Location::caller(),
-            policy,
-            once(make),
-        )
+        let policy = self.policy;
+        spawn_task(self.scope, self.name, Location::caller(), |ctx| {
+            Supervised::new(make(ctx.clone()), policy)
+        })
     }
 }
 
@@ -173,85 +166,40 @@ impl RestartBuilder<'_> {
         Fut: Future + Send + 'static,
         Fut::Output: TaskOutput,
     {
-        spawn_task(
-            self.scope,
-            self.name,
-            Location::caller(),
-            Policy::Restart(Box::new(Restarts::new(self.policy))),
-            restartable(factory),
-        )
+        let restarts = Restarts::new(self.policy);
+        spawn_task(self.scope, self.name, Location::caller(), |_| {
+            restarting(restarts, factory)
+        })
     }
-}
-
-/// What a task runs: a way to build the future of each attempt.
-pub(crate) trait Body: Send + 'static {
-    type Output: TaskOutput;
-    type Future: Future<Output = Self::Output> + Send + 'static;
-
-    /// Builds the next attempt, or `None` if this body cannot run again.
-    fn start(&mut self, ctx: &TaskContext) -> Option<Self::Future>;
-}
-
-/// A body from a closure that builds each attempt, or says there is none.
-struct Attempts<F>(F);
-
-impl<F, Fut> Body for Attempts<F>
-where
-    F: FnMut(&TaskContext) -> Option<Fut> + Send + 'static,
-    Fut: Future + Send + 'static,
-    Fut::Output: TaskOutput,
-{
-    type Output = Fut::Output;
-    type Future = Fut;
-
-    fn start(&mut self, ctx: &TaskContext) -> Option<Fut> {
-        (self.0)(ctx)
-    }
-}
-
-/// A body that runs `future` once.
-fn just<Fut>(future: Fut) -> impl Body<Output = Fut::Output>
-where
-    Fut: Future + Send + 'static,
-    Fut::Output: TaskOutput,
-{
-    let mut future = Some(future);
-    Attempts(move |_: &TaskContext| future.take())
-}
-
-/// A body that runs once: `make` builds its only attempt.
-fn once<F, Fut>(make: F) -> impl Body<Output = Fut::Output>
-where
-    F: FnOnce(TaskContext) -> Fut + Send + 'static,
-    Fut: Future + Send + 'static,
-    Fut::Output: TaskOutput,
-{
-    let mut make = Some(make);
-    Attempts(move |ctx: &TaskContext| make.take().map(|make| make(ctx.clone())))
-}
-
-/// A body that can run again after a failure: `factory` builds every attempt.
-fn restartable<F, Fut>(mut factory: F) -> impl Body<Output = Fut::Output>
-where
-    F: FnMut(TaskContext) -> Fut + Send + 'static,
-    Fut: Future + Send + 'static,
-    Fut::Output: TaskOutput,
-{
-    Attempts(move |ctx: &TaskContext| Some(factory(ctx.clone())))
 }
 
 /// Admits, records and spawns one task.
-pub(crate) fn spawn_task<B: Body>(
+///
+/// `make` builds the task's whole future from its context, on this thread, before the task
+/// is handed to tokio.
+pub(crate) fn spawn_task<T, Fut>(
     scope: &Arc<ScopeInner>,
     name: TaskName,
     spawned_at: &'static Location<'static>,
-    policy: Policy,
-    body: B,
-) -> Result<TaskHandle<B::Output>, SpawnError> {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return Err(SpawnError::NoRuntime {
-            task: name.to_string(),
-        });
+    make: impl FnOnce(&TaskContext) -> Fut,
+) -> Result<TaskHandle<T>, SpawnError>
+where
+    T: Send + 'static,
+    Fut: Future<Output = Result<T, JoinError>> + Send + 'static,
+{
+    // Inside a task there is a runtime, and `tokio::spawn` uses it without the reference
+    // count traffic of `Handle::try_current`, which every worker's tasks share.
+    let runtime = if tokio::task::try_id().is_some() {
+        None
+    } else {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => Some(handle),
+            Err(_) => {
+                return Err(SpawnError::NoRuntime {
+                    task: name.to_string(),
+                });
+            }
+        }
     };
     if !scope.try_enter() {
         return Err(SpawnError::ShuttingDown {
@@ -275,14 +223,16 @@ pub(crate) fn spawn_task<B: Body>(
     // The guard is the task-local value: the context `taskward::spawn` and
     // `TaskContext::current` read, and the task's only reference to its scope.
     let guard = TaskGuard::new(TaskContext::new(scope.clone(), id), slot);
-    let task = CURRENT.scope(guard, supervise(policy, body));
+    let future = make(&guard.ctx);
+    let task = CURRENT.scope(guard, future);
     // Spawned outside any lock: if the runtime is shutting down, tokio drops the future
     // right here, and its guard takes a shard lock to count the task out. A span nobody
     // listens to is left out: it would add 40 bytes to every task for nothing.
-    let join = if span.is_disabled() {
-        runtime.spawn(task)
-    } else {
-        runtime.spawn(task.instrument(span))
+    let join = match (span.is_disabled(), runtime) {
+        (true, None) => tokio::spawn(task),
+        (true, Some(runtime)) => runtime.spawn(task),
+        (false, None) => tokio::spawn(task.instrument(span)),
+        (false, Some(runtime)) => runtime.spawn(task.instrument(span)),
     };
     scope.store_abort(slot, id, join.abort_handle());
     Ok(TaskHandle::new(id, join))

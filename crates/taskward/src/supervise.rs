@@ -1,20 +1,25 @@
-//! How one tracked task runs: each attempt under `catch_unwind`, failures logged and
-//! handed to the policy, and the end of the task recorded exactly once.
+//! How one tracked task runs: its future under `catch_unwind`, its output judged, a
+//! failure logged and handed to the policy, and its end recorded exactly once.
 //!
-//! Read [`supervise`] first; [`TaskGuard`] is what records an abort.
+//! Read [`Supervised`] first (every one-shot task), then [`restarting`] (tasks with a
+//! restart policy); [`TaskGuard`] is what records an abort.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use futures_util::FutureExt;
+use futures_util::future::CatchUnwind;
+use pin_project_lite::pin_project;
 
 use crate::context::{CURRENT, TaskContext};
 use crate::error::JoinError;
-use crate::policy::Policy;
+use crate::policy::{FailurePolicy, Restarts};
 use crate::registry::Slot;
 use crate::report::Escalation;
-use crate::spawn::Body;
 use crate::task::{TaskName, TaskOutcome, TaskOutput, TaskState};
 
 /// A task's own record of itself, held as the task-local value around its future: it is
@@ -71,6 +76,112 @@ impl Drop for TaskGuard {
     }
 }
 
+pin_project! {
+    /// The future of a one-shot task: the user's future, polled in place under
+    /// `catch_unwind`, judged and recorded when it ends.
+    ///
+    /// Written by hand rather than as an `async` block, so that it adds one byte to the
+    /// user's future: tokio allocates each task in a cell sized in 128-byte steps, and a
+    /// larger cell is both memory and a slower, lock-taking free in the allocator.
+    pub(crate) struct Supervised<F> {
+        #[pin]
+        future: CatchUnwind<AssertUnwindSafe<F>>,
+        policy: FailurePolicy,
+    }
+}
+
+impl<F> Supervised<F>
+where
+    F: Future,
+{
+    pub(crate) fn new(future: F, policy: FailurePolicy) -> Self {
+        Self {
+            // AssertUnwindSafe: after a panic the future is dropped, never polled again,
+            // so no broken invariant inside it can be observed.
+            future: AssertUnwindSafe(future).catch_unwind(),
+            policy,
+        }
+    }
+}
+
+impl<F> Future for Supervised<F>
+where
+    F: Future,
+    F::Output: TaskOutput,
+{
+    type Output = Result<F::Output, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let caught = ready!(this.future.poll(cx));
+        let (result, failure) = judge(caught);
+        CURRENT.with(|guard| match failure {
+            None => guard.finish(TaskOutcome::Completed, None),
+            Some(failure) => {
+                let escalation = match this.policy {
+                    FailurePolicy::Log => None,
+                    FailurePolicy::Escalate => Some(failure.detail().to_owned()),
+                };
+                end_failed(guard, &failure, escalation);
+            }
+        });
+        Poll::Ready(result)
+    }
+}
+
+/// Runs a restartable task: an attempt from `factory`, and after each failure a backoff
+/// and another attempt, until one succeeds, the scope stops, or the failures exceed the
+/// restart intensity (then it escalates).
+pub(crate) async fn restarting<F, Fut>(
+    mut restarts: Restarts,
+    mut factory: F,
+) -> Result<Fut::Output, JoinError>
+where
+    F: FnMut(TaskContext) -> Fut + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: TaskOutput,
+{
+    loop {
+        let attempt = CURRENT.with(|guard| factory(guard.ctx.clone()));
+        let (result, failure) = judge(AssertUnwindSafe(attempt).catch_unwind().await);
+        let Some(failure) = failure else {
+            CURRENT.with(|guard| guard.finish(TaskOutcome::Completed, None));
+            return result;
+        };
+        let (closed, token) =
+            CURRENT.with(|guard| (guard.ctx.scope().is_closed(), guard.ctx.token()));
+        // A scope that is stopping does not restart its tasks.
+        let escalation = match restarts.next_delay(tokio::time::Instant::now()) {
+            _ if closed => None,
+            Some(delay) => {
+                let count = restarts.total();
+                CURRENT.with(|guard| {
+                    log_failure(guard, &failure);
+                    guard.set_state(TaskState::Restarting, count);
+                });
+                tracing::info!(restarts = count, delay = ?delay, "restarting task after backoff");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {
+                        CURRENT.with(|guard| guard.set_state(TaskState::Running, count));
+                        continue;
+                    }
+                    () = token.cancelled() => {
+                        CURRENT.with(|guard| guard.finish(failure.outcome(), Some(failure.detail().to_owned())));
+                        return result;
+                    }
+                }
+            }
+            None => Some(format!(
+                "restart intensity exceeded ({} restarts); last failure: {}",
+                restarts.total(),
+                failure.detail()
+            )),
+        };
+        CURRENT.with(|guard| end_failed(guard, &failure, escalation));
+        return result;
+    }
+}
+
 /// One failed attempt.
 enum Failure {
     Error(String),
@@ -92,97 +203,37 @@ impl Failure {
     }
 }
 
-/// Runs a task's attempts until one succeeds or the policy gives up, and records how it
-/// ended. Runs inside the task-local scope of the task's [`TaskGuard`].
-///
-/// A plain `fn` returning an `async move` block, so that its arguments are stored once in
-/// the future (an `async fn` keeps a second copy of them). Everything after a failure runs
-/// in a boxed future: it is rare, and keeping it out of this state machine keeps every
-/// task's future, and so tokio's task cell, small.
-#[expect(
-    clippy::manual_async_fn,
-    reason = "an `async fn` would store its arguments twice in every task's future"
-)]
-pub(crate) fn supervise<B: Body>(
-    mut policy: Policy,
-    mut body: B,
-) -> impl Future<Output = Result<B::Output, JoinError>> + Send + 'static {
-    async move {
-        loop {
-            let attempt = CURRENT
-                .with(|guard| body.start(&guard.ctx))
-                .expect("only restartable bodies are started twice, and they always start");
-            // AssertUnwindSafe: after a panic the attempt's future is dropped, never
-            // polled again, so no broken invariant inside it can be observed.
-            let (result, failure) = match AssertUnwindSafe(attempt).catch_unwind().await {
-                Ok(output) => match output.failure() {
-                    None => {
-                        CURRENT.with(|guard| guard.finish(TaskOutcome::Completed, None));
-                        return Ok(output);
-                    }
-                    Some(error) => (Ok(output), Failure::Error(error)),
-                },
-                Err(payload) => {
-                    let message = crate::panic::message(payload.as_ref());
-                    let detail = match crate::panic::take_location() {
-                        Some(location) => format!("{message} (at {location})"),
-                        None => message.clone(),
-                    };
-                    (Err(JoinError::Panicked(message)), Failure::Panic(detail))
-                }
+/// Splits a caught attempt into what the task's handle returns and its failure, if any.
+fn judge<T: TaskOutput>(
+    caught: Result<T, Box<dyn Any + Send>>,
+) -> (Result<T, JoinError>, Option<Failure>) {
+    match caught {
+        Ok(output) => {
+            let failure = output.failure().map(Failure::Error);
+            (Ok(output), failure)
+        }
+        Err(payload) => {
+            let message = crate::panic::message(payload.as_ref());
+            let detail = match crate::panic::take_location() {
+                Some(location) => format!("{message} (at {location})"),
+                None => message.clone(),
             };
-            match Box::pin(after_failure(&mut policy, failure)).await {
-                Next::Retry => {}
-                Next::Stop => return result,
-            }
+            (
+                Err(JoinError::Panicked(message)),
+                Some(Failure::Panic(detail)),
+            )
         }
     }
 }
 
-/// What a task does after a failed attempt.
-enum Next {
-    Retry,
-    Stop,
-}
-
-/// Logs a failure and applies the policy: escalate, give up, or wait out the backoff and
-/// ask for another attempt. Records the task's end unless it retries.
-async fn after_failure(policy: &mut Policy, failure: Failure) -> Next {
-    CURRENT.with(|guard| log_failure(guard, &failure));
-    let closed = CURRENT.with(|guard| guard.ctx.scope().is_closed());
-    let escalation = match policy {
-        Policy::Log => None,
-        Policy::Escalate => Some(failure.detail().to_owned()),
-        // A scope that is stopping does not restart its tasks.
-        Policy::Restart(_) if closed => None,
-        Policy::Restart(restart) => match restart.next_delay(tokio::time::Instant::now()) {
-            Some(delay) => {
-                let restarts = restart.total();
-                CURRENT.with(|guard| guard.set_state(TaskState::Restarting, restarts));
-                tracing::info!(restarts, delay = ?delay, "restarting task after backoff");
-                let token = CURRENT.with(|guard| guard.ctx.token());
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => {
-                        CURRENT.with(|guard| guard.set_state(TaskState::Running, restarts));
-                        return Next::Retry;
-                    }
-                    () = token.cancelled() => None,
-                }
-            }
-            None => Some(format!(
-                "restart intensity exceeded ({} restarts); last failure: {}",
-                restart.total(),
-                failure.detail()
-            )),
-        },
-    };
-    CURRENT.with(|guard| {
-        if let Some(reason) = escalation {
-            guard.ctx.scope().escalate(describe(guard, reason));
-        }
-        guard.finish(failure.outcome(), Some(failure.detail().to_owned()));
-    });
-    Next::Stop
+/// Logs a failure that ends the task, escalates it if `escalation` says why, and records
+/// the task's end.
+fn end_failed(guard: &TaskGuard, failure: &Failure, escalation: Option<String>) {
+    log_failure(guard, failure);
+    if let Some(reason) = escalation {
+        guard.ctx.scope().escalate(describe(guard, reason));
+    }
+    guard.finish(failure.outcome(), Some(failure.detail().to_owned()));
 }
 
 fn log_failure(guard: &TaskGuard, failure: &Failure) {
