@@ -97,10 +97,11 @@ impl TaskContext {
         self.scope.token.cancelled()
     }
 
-    /// A token cancelled when this task is asked to stop.
+    /// A token cancelled when this task is asked to stop. Cancelling it affects only its
+    /// holders, never the scope.
     #[must_use]
     pub fn token(&self) -> CancellationToken {
-        self.scope.token.clone()
+        self.scope.token.child_token()
     }
 
     /// Spawns a sibling task into this task's scope. See [`Scope::spawn`].

@@ -54,6 +54,14 @@ impl HookList {
             .push(hook);
     }
 
+    pub(crate) fn has_any(&self) -> bool {
+        !self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
     /// Takes every hook: each runs at most once, whoever takes it.
     fn take(&self) -> Vec<Hook> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
@@ -79,12 +87,12 @@ pub(crate) async fn run(scopes: &[Arc<ScopeInner>], deadline: Instant) -> Vec<Ho
             let started = Instant::now();
             let future = AssertUnwindSafe((hook.run)()).catch_unwind();
             let outcome = match tokio::time::timeout_at(deadline, future).await {
-                Ok(Ok(None)) => HookOutcome::Ok,
+                Ok(Ok(None)) => HookOutcome::Completed,
                 Ok(Ok(Some(error))) => HookOutcome::Failed(error),
                 Ok(Err(panic)) => HookOutcome::Panicked(crate::panic::message(panic.as_ref())),
                 Err(_) => HookOutcome::TimedOut,
             };
-            if outcome != HookOutcome::Ok {
+            if outcome != HookOutcome::Completed {
                 tracing::warn!(hook = %hook.name, scope = %scope.path, outcome = ?outcome, "shutdown hook did not succeed");
             }
             reports.push(HookReport {

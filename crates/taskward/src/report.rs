@@ -41,8 +41,9 @@ pub struct ShutdownReport {
     pub elapsed: Duration,
     /// How many tasks of the scope's subtree ended each way, over the scope's life.
     pub counts: OutcomeCounts,
-    /// Every task that did not end cleanly (failed, panicked, aborted, stuck), oldest
-    /// first, at most [`ShutdownReport::MAX_LISTED`].
+    /// Every task that did not end cleanly: the stuck ones first, then, scope by scope
+    /// (parents first), those that failed, panicked or were aborted, in the order they
+    /// ended; at most [`ShutdownReport::MAX_LISTED`].
     pub tasks: Vec<TaskReport>,
     /// How many non-clean tasks were left out of `tasks` to bound memory.
     pub omitted: u64,
@@ -53,15 +54,18 @@ pub struct ShutdownReport {
 }
 
 impl ShutdownReport {
-    /// At most this many non-clean tasks are listed per scope; the rest are counted in
-    /// [`omitted`](Self::omitted).
+    /// At most this many non-clean tasks are listed (and kept per scope while it runs);
+    /// the rest are counted in [`omitted`](Self::omitted).
     pub const MAX_LISTED: usize = 256;
 
     /// True when every task ended cleanly, every hook succeeded and nothing escalated.
     #[must_use]
     pub fn is_clean(&self) -> bool {
         self.counts.non_clean() == 0
-            && self.hooks.iter().all(|h| h.outcome == HookOutcome::Ok)
+            && self
+                .hooks
+                .iter()
+                .all(|h| h.outcome == HookOutcome::Completed)
             && self.cause.is_none()
     }
 
@@ -175,7 +179,7 @@ pub struct HookReport {
 #[non_exhaustive]
 pub enum HookOutcome {
     /// It returned successfully.
-    Ok,
+    Completed,
     /// It returned an error.
     Failed(String),
     /// It panicked.
@@ -258,7 +262,7 @@ impl fmt::Display for ShutdownReport {
         }
         for h in &self.hooks {
             let outcome = match &h.outcome {
-                HookOutcome::Ok => "ok".to_owned(),
+                HookOutcome::Completed => "ok".to_owned(),
                 HookOutcome::Failed(e) => format!("failed: {e}"),
                 HookOutcome::Panicked(p) => format!("panicked: {p}"),
                 HookOutcome::TimedOut => "timed out".to_owned(),

@@ -19,7 +19,7 @@ use crate::error::SpawnError;
 use crate::hooks::{Hook, HookList};
 use crate::registry::{Registry, Slot};
 use crate::report::{Escalation, FailureLog, TaskReport};
-use crate::shutdown::{ShutdownFuture, ShutdownPolicy, ShutdownSlot};
+use crate::shutdown::{Request, ShutdownFuture, ShutdownPolicy, ShutdownSlot};
 use crate::snapshot::Snapshot;
 use crate::spawn::TaskBuilder;
 use crate::task::{TaskHandle, TaskId, TaskName, TaskOutcome, TaskOutput, TaskState};
@@ -187,16 +187,42 @@ impl Scope {
     /// aborts to land, report as stuck whatever still runs, then run the shutdown hooks.
     /// See [`ShutdownPolicy`] for the timeline.
     ///
-    /// Calling it again while a shutdown is running skips that shutdown to its abort
-    /// phase (a second Ctrl-C) and returns the same report; calling it after a shutdown
-    /// finished returns the first report.
+    /// Calling it again while a shutdown is running joins that shutdown (its policy
+    /// stands) and returns the same report; calling it after a shutdown finished returns
+    /// the first report. To hurry a running shutdown, call [`abort_now`](Self::abort_now).
+    /// A task may shut down the scope it belongs to: it is neither waited for nor aborted
+    /// by that shutdown, and is not counted in its report.
     ///
     /// # Return Value
     ///
     /// The [`ShutdownReport`](crate::ShutdownReport) of the subtree.
+    ///
+    /// # Cancel safety
+    ///
+    /// See [`ShutdownFuture`]: dropping it does not stop the shutdown.
     #[must_use = "futures must be awaited or polled"]
     pub fn shutdown_with(&self, policy: ShutdownPolicy) -> ShutdownFuture {
-        crate::shutdown::start(&self.inner, policy)
+        crate::shutdown::start(&self.inner, policy, Request::Join)
+    }
+
+    /// Stops the subtree now: skips a running shutdown to its abort phase (the second
+    /// Ctrl-C), or starts one with a zero deadline.
+    ///
+    /// # Return Value
+    ///
+    /// The shutdown's [`ShutdownReport`](crate::ShutdownReport), shared with every other
+    /// request.
+    ///
+    /// # Cancel safety
+    ///
+    /// See [`ShutdownFuture`].
+    #[must_use = "futures must be awaited or polled"]
+    pub fn abort_now(&self) -> ShutdownFuture {
+        crate::shutdown::start(
+            &self.inner,
+            ShutdownPolicy::new(Duration::ZERO),
+            Request::Now,
+        )
     }
 
     /// Whether the scope has been asked to stop (shutdown, escalation, or its parent's).
@@ -215,9 +241,12 @@ impl Scope {
     }
 
     /// A token cancelled when this scope is, for code that takes a `CancellationToken`.
+    ///
+    /// It is a child of the scope's own token: cancelling it affects only its holders,
+    /// never the scope (use [`shutdown`](Self::shutdown) for that).
     #[must_use]
     pub fn token(&self) -> CancellationToken {
-        self.inner.token.clone()
+        self.inner.token.child_token()
     }
 
     /// The scope's path, e.g. `app/http`.
@@ -384,27 +413,47 @@ impl ScopeInner {
         true
     }
 
-    /// Counts one task out, waking waiters when it was the last.
+    /// Counts one task out, waking waiters when at most one is left (a shutdown called
+    /// from a task of this scope waits for all but that one).
     pub(crate) fn exit(&self) {
         // Release: publishes the task's registry removal to `live()` readers.
         let previous = self.state.fetch_sub(TASK, Ordering::Release);
-        if previous / TASK == 1 {
+        if previous / TASK <= 2 {
             self.idle.notify_waiters();
         }
     }
 
     /// Waits until this scope (not its children) has no live task.
     pub(crate) async fn wait_idle(&self) {
+        self.wait_until_only(None).await;
+    }
+
+    /// Waits until this scope (not its children) has no live task but `exempt`.
+    pub(crate) async fn wait_until_only(&self, exempt: Option<TaskId>) {
         loop {
             let notified = self.idle.notified();
             tokio::pin!(notified);
             // Register before checking: no wakeup can be lost between the check and the
             // await, because `notify_waiters` reaches every enabled `Notified`.
             notified.as_mut().enable();
-            if self.live() == 0 {
+            if self.live_except(exempt) == 0 {
                 return;
             }
             notified.await;
+        }
+    }
+
+    /// Live tasks of this scope, not counting `exempt`.
+    pub(crate) fn live_except(&self, exempt: Option<TaskId>) -> usize {
+        let live = self.live();
+        match exempt {
+            // Only looked up when it can matter: `exit` wakes waiters at one task left.
+            Some(id) if live == 1 => {
+                let mut found = false;
+                self.registry.for_each_mut(|entry| found |= entry.id == id);
+                usize::from(!found)
+            }
+            _ => live,
         }
     }
 
@@ -499,12 +548,16 @@ impl ScopeInner {
         out
     }
 
-    /// Aborts every live task of this scope. Returns how many abort requests were sent.
-    pub(crate) fn abort_tasks(&self) -> usize {
+    /// Aborts every live task of this scope but `exempt`. Returns how many abort requests
+    /// were sent.
+    pub(crate) fn abort_tasks(&self, exempt: Option<TaskId>) -> usize {
         // Release: pairs with the Acquire load in `store_abort`.
         self.aborting.store(true, Ordering::Release);
         let mut sent = 0;
         self.registry.for_each_mut(|entry| {
+            if Some(entry.id) == exempt {
+                return;
+            }
             if let Some(abort) = &entry.abort {
                 abort.abort();
                 sent += 1;
@@ -524,7 +577,13 @@ impl ScopeInner {
             "task escalated: shutting its scope down"
         );
         let _ = self.cause.set(cause);
-        self.close_and_cancel();
+        // A shutdown of its own, driven by its own task: the escalating scope is stopped
+        // and reported even if its owner never calls `shutdown` (which would join this one).
+        drop(crate::shutdown::start(
+            self,
+            ShutdownPolicy::new(ShutdownPolicy::ESCALATION_DEADLINE),
+            Request::Join,
+        ));
     }
 
     pub(crate) fn cause(&self) -> Option<&Escalation> {
@@ -543,10 +602,16 @@ impl ScopeInner {
     }
 
     fn last_handle_dropped(self: &Arc<Self>) {
-        if crate::shutdown::is_started_or_held(self) {
-            // A shutdown future is alive or finished: it owns the ending of these tasks.
+        // A shutdown of this scope or of an ancestor owns the ending of these tasks; an
+        // ancestor dropped just before us already aborted them and named them.
+        if crate::shutdown::is_started_or_held(self) || self.aborting.load(Ordering::Acquire) {
             return;
         }
+        self.abandon();
+    }
+
+    /// Nobody will shut this scope down any more: abort what it still owns and say so.
+    pub(crate) fn abandon(self: &Arc<Self>) {
         let scopes = self.close_and_cancel();
         let mut names = Vec::new();
         for scope in &scopes {
@@ -561,7 +626,7 @@ impl ScopeInner {
             return;
         }
         for scope in &scopes {
-            scope.abort_tasks();
+            scope.abort_tasks(None);
         }
         tracing::warn!(
             scope = %self.path,
@@ -569,6 +634,16 @@ impl ScopeInner {
             tasks = %names.join(", "),
             "scope dropped without shutdown: aborting the tasks it still owned"
         );
+    }
+
+    pub(crate) fn parent(&self) -> Option<&Arc<ScopeInner>> {
+        self.parent.as_ref()
+    }
+
+    /// Live `Scope` handles.
+    pub(crate) fn handles(&self) -> usize {
+        // Acquire: pairs with the AcqRel decrement in `Scope::drop`.
+        self.handles.load(Ordering::Acquire)
     }
 }
 

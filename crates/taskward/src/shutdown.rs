@@ -15,9 +15,10 @@ use futures_util::future::{BoxFuture, Shared, WeakShared};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::context::TaskContext;
 use crate::report::{OutcomeCounts, Phase, ShutdownReport, TaskReport};
 use crate::scope::ScopeInner;
-use crate::task::{TaskOutcome, TaskState};
+use crate::task::{TaskId, TaskOutcome, TaskState};
 
 /// How long a shutdown may take, and how that time is shared out.
 ///
@@ -25,7 +26,8 @@ use crate::task::{TaskOutcome, TaskState};
 /// called (`t0`):
 ///
 /// 1. **signal**: the subtree is closed to new tasks and cancelled, at `t0`;
-/// 2. **grace**: wait for every task to end, until `t0 + deadline - hook_reserve`;
+/// 2. **grace**: wait for every task to end, until `t0 + deadline - hook_reserve` (by
+///    default, a quarter of the deadline is kept for hooks when the subtree has any);
 /// 3. **abort**: abort what is left and wait for the aborts to land: `abort_wait`, renewed
 ///    while tasks are still ending (a scope of 100,000 tasks takes a while to drop them
 ///    all), at most [`ShutdownPolicy::ABORT_ROUNDS`] times;
@@ -33,9 +35,11 @@ use crate::task::{TaskOutcome, TaskState};
 /// 5. **hooks** run, each bounded by `t0 + deadline`.
 ///
 /// So a shutdown returns by `t0 + deadline + ABORT_ROUNDS * abort_wait` (plus one poll of
-/// each hook whose turn comes after the deadline), even when a task never yields; when
-/// only blocked tasks are left, by `t0 + deadline + abort_wait`. A zero deadline is valid:
-/// it means "abort now".
+/// each hook whose turn comes after the deadline); when only blocked tasks are left, by
+/// `t0 + deadline + abort_wait`. That holds even when a task never yields, as long as the
+/// shutdown itself can run: on a multi-thread runtime with a worker that is not blocked.
+/// On a current-thread runtime, a task that blocks the thread blocks everything. A zero
+/// deadline is valid: it means "abort now".
 ///
 /// # Examples
 ///
@@ -52,23 +56,27 @@ use crate::task::{TaskOutcome, TaskState};
 pub struct ShutdownPolicy {
     deadline: Duration,
     abort_wait: Duration,
-    hook_reserve: Duration,
+    hook_reserve: Option<Duration>,
 }
 
 impl ShutdownPolicy {
     /// The default wait for aborts to land.
     pub const DEFAULT_ABORT_WAIT: Duration = Duration::from_millis(100);
 
+    /// The deadline of the shutdown a task's escalation starts.
+    pub const ESCALATION_DEADLINE: Duration = Duration::from_secs(30);
+
     /// How many times the abort wait is renewed while aborted tasks are still ending.
     pub const ABORT_ROUNDS: u32 = 10;
 
-    /// A shutdown that ends within `deadline` (plus [`Self::DEFAULT_ABORT_WAIT`]).
+    /// A shutdown that ends within `deadline`, plus the abort wait (see the timeline).
+    /// `Duration::MAX` means no deadline.
     #[must_use]
     pub fn new(deadline: Duration) -> Self {
         Self {
             deadline,
             abort_wait: Self::DEFAULT_ABORT_WAIT,
-            hook_reserve: Duration::ZERO,
+            hook_reserve: None,
         }
     }
 
@@ -81,10 +89,11 @@ impl ShutdownPolicy {
     }
 
     /// Ends the grace period this much before the deadline, so that hooks have at least
-    /// this long even when tasks use all of their grace.
+    /// this long even when tasks use all of their grace. Default: a quarter of the
+    /// deadline when the subtree has hooks, nothing otherwise.
     #[must_use]
     pub fn reserve_for_hooks(mut self, reserve: Duration) -> Self {
-        self.hook_reserve = reserve;
+        self.hook_reserve = Some(reserve);
         self
     }
 
@@ -98,17 +107,33 @@ impl ShutdownPolicy {
 /// The report-producing half of a shutdown, returned by
 /// [`Scope::shutdown`](crate::Scope::shutdown).
 ///
-/// Every request for the same scope shares one shutdown: whichever request's future is
-/// polled drives it, so dropping one of them does not stall the others.
+/// Every request for the same scope shares one shutdown. Started inside a tokio runtime,
+/// it also runs on a task of its own, so it completes (and its hooks run) even if every
+/// caller stops waiting, and even if the caller is a task of the scope being shut down.
 ///
 /// # Cancel safety
 ///
-/// Dropping this future does not undo the signal phase (the scope stays closed and
-/// cancelled). If every future of a running shutdown is dropped, the next request starts
-/// the remaining phases again with its own deadline.
+/// Dropping this future does not stop the shutdown nor undo its signal phase. If it was
+/// started outside a runtime and nothing else drives it, dropping its last future while
+/// no `Scope` handle is left aborts the subtree's tasks with a warning, as dropping the
+/// scope would have.
 #[must_use = "futures must be awaited or polled"]
 pub struct ShutdownFuture {
     inner: Shared<BoxFuture<'static, ShutdownReport>>,
+    scope: Arc<ScopeInner>,
+}
+
+impl Drop for ShutdownFuture {
+    fn drop(&mut self) {
+        // The last holder of a shutdown nobody else drives, for a scope nobody holds:
+        // without this, tasks that ignore cancellation would run on unseen.
+        if self.inner.peek().is_none()
+            && self.inner.strong_count() == Some(1)
+            && self.scope.handles() == 0
+        {
+            self.scope.abandon();
+        }
+    }
 }
 
 impl Future for ShutdownFuture {
@@ -132,7 +157,8 @@ impl fmt::Debug for ShutdownFuture {
 pub(crate) struct ShutdownSlot {
     /// The running shutdown, if any future of it is still alive.
     running: Option<WeakShared<BoxFuture<'static, ShutdownReport>>>,
-    /// Cancelled by a second request: skip the rest of the grace period.
+    /// Cancelled by [`Scope::abort_now`](crate::Scope::abort_now): skip the rest of the
+    /// grace period.
     skip: CancellationToken,
     /// The first finished shutdown's report.
     report: Option<ShutdownReport>,
@@ -145,40 +171,103 @@ fn slot(inner: &ScopeInner) -> std::sync::MutexGuard<'_, ShutdownSlot> {
         .unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Starts (or joins) the shutdown of `inner`'s subtree.
-pub(crate) fn start(inner: &Arc<ScopeInner>, policy: ShutdownPolicy) -> ShutdownFuture {
-    let mut slot = slot(inner);
-    if let Some(report) = &slot.report {
-        return ShutdownFuture {
-            inner: futures_util::future::ready(report.clone()).boxed().shared(),
-        };
-    }
-    if let Some(running) = slot.running.as_ref().and_then(WeakShared::upgrade) {
-        tracing::warn!(scope = %inner.path, "second shutdown request: skipping to the abort phase");
-        slot.skip.cancel();
-        return ShutdownFuture { inner: running };
-    }
-    let started = Instant::now();
-    inner.close_and_cancel();
-    tracing::info!(scope = %inner.path, deadline = ?policy.deadline, "shutdown requested");
-    let skip = CancellationToken::new();
-    let future = drive(inner.clone(), policy, started, skip.clone())
-        .boxed()
-        .shared();
-    slot.running = future.downgrade();
-    slot.skip = skip;
-    ShutdownFuture { inner: future }
+/// How a request treats a shutdown that is already running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// Join it (and its report).
+    Join,
+    /// Skip it to its abort phase (a second Ctrl-C).
+    Now,
 }
 
-/// Whether a shutdown of `inner` finished, or is running and still held by someone.
+/// Starts (or joins) the shutdown of `inner`'s subtree.
+pub(crate) fn start(
+    inner: &Arc<ScopeInner>,
+    policy: ShutdownPolicy,
+    request: Request,
+) -> ShutdownFuture {
+    let future = {
+        let mut slot = slot(inner);
+        if let Some(report) = &slot.report {
+            let report = report.clone();
+            drop(slot);
+            return ShutdownFuture {
+                inner: futures_util::future::ready(report).boxed().shared(),
+                scope: inner.clone(),
+            };
+        }
+        let running = slot.running.as_ref().and_then(WeakShared::upgrade);
+        if let Some(running) = running {
+            if request == Request::Now {
+                tracing::warn!(scope = %inner.path, "shutdown requested again: skipping to the abort phase");
+                slot.skip.cancel();
+            }
+            drop(slot);
+            return ShutdownFuture {
+                inner: running,
+                scope: inner.clone(),
+            };
+        }
+        let started = Instant::now();
+        tracing::info!(scope = %inner.path, deadline = ?policy.deadline, "shutdown requested");
+        let skip = CancellationToken::new();
+        if request == Request::Now {
+            skip.cancel();
+        }
+        let caller = calling_task_within(inner);
+        let future = drive(inner.clone(), policy, started, skip.clone(), caller)
+            .boxed()
+            .shared();
+        slot.running = future.downgrade();
+        slot.skip = skip;
+        future
+    };
+    // Outside the slot lock: cancelling wakes tasks, and nothing here may run under it.
+    inner.close_and_cancel();
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        // Driven by a task of its own too: it finishes even if every caller stops polling.
+        runtime.spawn(future.clone().map(drop));
+    }
+    ShutdownFuture {
+        inner: future,
+        scope: inner.clone(),
+    }
+}
+
+/// The tracked task this is called from, if it belongs to `inner`'s subtree: a task that
+/// shuts down its own scope is neither waited for nor aborted by that shutdown.
+fn calling_task_within(inner: &Arc<ScopeInner>) -> Option<(Arc<ScopeInner>, TaskId)> {
+    let ctx = TaskContext::current()?;
+    let own = ctx.scope().clone();
+    let mut scope = Some(&own);
+    while let Some(s) = scope {
+        if Arc::ptr_eq(s, inner) {
+            return Some((own.clone(), ctx.id()));
+        }
+        scope = s.parent();
+    }
+    None
+}
+
+/// Whether a shutdown of `inner` or of one of its ancestors finished, or is running and
+/// still held by someone: that shutdown owns the ending of `inner`'s tasks.
 pub(crate) fn is_started_or_held(inner: &ScopeInner) -> bool {
-    let slot = slot(inner);
-    slot.report.is_some()
-        || slot
-            .running
-            .as_ref()
-            .and_then(WeakShared::upgrade)
-            .is_some()
+    let mut scope = Some(inner);
+    while let Some(s) = scope {
+        let running = {
+            let slot = slot(s);
+            if slot.report.is_some() {
+                return true;
+            }
+            slot.running.as_ref().and_then(WeakShared::upgrade)
+        };
+        // Dropped outside the lock: it may be the last strong reference.
+        if running.is_some() {
+            return true;
+        }
+        scope = s.parent().map(|p| &**p);
+    }
+    false
 }
 
 /// Phases 2 to 5 (phase 1 ran in `start`).
@@ -187,14 +276,26 @@ async fn drive(
     policy: ShutdownPolicy,
     started: Instant,
     skip: CancellationToken,
+    caller: Option<(Arc<ScopeInner>, TaskId)>,
 ) -> ShutdownReport {
     let scopes = inner.subtree();
-    let deadline = started + policy.deadline;
+    // `Duration::MAX` is "no deadline": a far future, as tokio's own timers do it.
+    let deadline = started
+        .checked_add(policy.deadline)
+        .unwrap_or_else(|| started + FAR_FUTURE);
+    let reserve = policy.hook_reserve.unwrap_or_else(|| {
+        if scopes.iter().any(|s| s.hooks.has_any()) {
+            policy.deadline.min(FAR_FUTURE) / 4
+        } else {
+            Duration::ZERO
+        }
+    });
     let grace_end = deadline
-        .checked_sub(policy.hook_reserve)
+        .checked_sub(reserve)
         .map_or(started, |end| end.max(started));
+    let exempt = caller.as_ref().map(|(scope, id)| (&**scope, *id));
 
-    let all_ended = wait_all(&scopes);
+    let all_ended = wait_all(&scopes, exempt);
     tokio::pin!(all_ended);
     let mut phase = Phase::Grace;
     let ended_in_grace = tokio::select! {
@@ -207,9 +308,12 @@ async fn drive(
     };
     if !ended_in_grace {
         phase = Phase::Abort;
-        let aborted: usize = scopes.iter().map(|s| s.abort_tasks()).sum();
+        let aborted: usize = scopes
+            .iter()
+            .map(|s| s.abort_tasks(exempt.map(|(_, id)| id)))
+            .sum();
         tracing::warn!(scope = %inner.path, aborted, "grace period over: aborting the remaining tasks");
-        let mut live = live_tasks(&scopes);
+        let mut live = live_tasks(&scopes, exempt);
         for _ in 0..ShutdownPolicy::ABORT_ROUNDS {
             if tokio::time::timeout(policy.abort_wait, &mut all_ended)
                 .await
@@ -220,17 +324,17 @@ async fn drive(
             // Still ending: an abort lands when the task is next scheduled, and a
             // runtime takes a while to get through a large scope. No progress in a whole
             // round means what is left blocks its thread.
-            let now_live = live_tasks(&scopes);
+            let now_live = live_tasks(&scopes, exempt);
             if now_live == live {
                 break;
             }
             live = now_live;
         }
-        if live_tasks(&scopes) > 0 {
+        if live_tasks(&scopes, exempt) > 0 {
             phase = Phase::Stuck;
         }
     }
-    let stuck = collect_stuck(&scopes);
+    let stuck = collect_stuck(&scopes, exempt.map(|(_, id)| id));
     let hooks = crate::hooks::run(&scopes, deadline).await;
 
     let mut counts = OutcomeCounts::default();
@@ -240,10 +344,11 @@ async fn drive(
     counts.stuck = stuck.len() as u64;
     let mut tasks = Vec::new();
     let mut omitted = 0;
+    // Stuck tasks first: they are what an operator must look at, and the list is capped.
+    tasks.extend(stuck);
     for scope in &scopes {
         scope.failures.copy_into(&mut tasks, &mut omitted);
     }
-    tasks.extend(stuck);
     if tasks.len() > ShutdownReport::MAX_LISTED {
         omitted += (tasks.len() - ShutdownReport::MAX_LISTED) as u64;
         tasks.truncate(ShutdownReport::MAX_LISTED);
@@ -289,21 +394,38 @@ async fn drive(
     report
 }
 
-fn live_tasks(scopes: &[Arc<ScopeInner>]) -> usize {
-    scopes.iter().map(|s| s.live()).sum()
+/// Roughly thirty years: "no deadline" without overflowing an `Instant`.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// A task left out of a shutdown's counts: the caller, when it is a task of the subtree.
+type Exempt<'a> = Option<(&'a ScopeInner, TaskId)>;
+
+/// The exempt task, if `scope` owns it.
+fn exempt_in(scope: &ScopeInner, exempt: Exempt<'_>) -> Option<TaskId> {
+    exempt.and_then(|(s, id)| std::ptr::eq(s, scope).then_some(id))
 }
 
-async fn wait_all(scopes: &[Arc<ScopeInner>]) {
+fn live_tasks(scopes: &[Arc<ScopeInner>], exempt: Exempt<'_>) -> usize {
+    scopes
+        .iter()
+        .map(|s| s.live_except(exempt_in(s, exempt)))
+        .sum()
+}
+
+async fn wait_all(scopes: &[Arc<ScopeInner>], exempt: Exempt<'_>) {
     for scope in scopes {
-        scope.wait_idle().await;
+        scope.wait_until_only(exempt_in(scope, exempt)).await;
     }
 }
 
 /// Marks every task still live as stuck, logs it, and lists it for the report.
-fn collect_stuck(scopes: &[Arc<ScopeInner>]) -> Vec<TaskReport> {
+fn collect_stuck(scopes: &[Arc<ScopeInner>], exempt: Option<TaskId>) -> Vec<TaskReport> {
     let mut stuck = Vec::new();
     for scope in scopes {
         scope.registry.for_each_mut(|entry| {
+            if Some(entry.id) == exempt {
+                return;
+            }
             entry.state = TaskState::Stuck;
             let age = entry.started.elapsed();
             tracing::warn!(task = %entry.name, scope = %scope.path, spawned_at = %entry.spawned_at, age = ?age, "stuck after abort");

@@ -89,6 +89,9 @@ impl Signals {
                 tracing::info!(signal = "SIGHUP", "reload requested");
                 return SignalEvent::Reload;
             }
+            // Every stream ended: tokio's signal driver is gone with its runtime, and no
+            // signal can come any more.
+            else => std::future::pending().await,
         };
         self.stops += 1;
         if self.stops == 1 {
@@ -151,9 +154,9 @@ pub async fn shutdown_on_signals(
             report = &mut shutdown => return report,
             event = signals.recv() => {
                 if event != SignalEvent::Reload {
-                    // A second request to the same scope skips to the abort phase; its
-                    // future is the same shutdown, already pinned above.
-                    drop(scope.shutdown_with(policy));
+                    // Skips the running shutdown to its abort phase; its future is the
+                    // same shutdown, already pinned above.
+                    drop(scope.abort_now());
                 }
             }
         }

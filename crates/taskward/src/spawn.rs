@@ -4,7 +4,7 @@
 //! Read [`TaskBuilder`] first.
 
 use std::future::Future;
-use std::panic::Location;
+use std::panic::{AssertUnwindSafe, Location};
 use std::sync::Arc;
 
 use tracing::Instrument;
@@ -223,7 +223,16 @@ where
     // The guard is the task-local value: the context `taskward::spawn` and
     // `TaskContext::current` read, and the task's only reference to its scope.
     let guard = TaskGuard::new(TaskContext::new(scope.clone(), id), slot);
-    let future = make(&guard.ctx);
+    let future = match std::panic::catch_unwind(AssertUnwindSafe(|| make(&guard.ctx))) {
+        Ok(future) => future,
+        Err(payload) => {
+            // A `spawn_with` closure panicked while building the task: record that, so
+            // the report does not show a task aborted for no reason, then let the panic
+            // reach the caller, whose code it is.
+            guard.building_panicked(payload.as_ref());
+            std::panic::resume_unwind(payload);
+        }
+    };
     let task = CURRENT.scope(guard, future);
     // Spawned outside any lock: if the runtime is shutting down, tokio drops the future
     // right here, and its guard takes a shard lock to count the task out. A span nobody

@@ -51,6 +51,17 @@ impl TaskGuard {
             .task_ended(self.slot, self.ctx.id(), outcome, detail);
     }
 
+    /// Records that the task's future could not even be built: its builder panicked.
+    pub(crate) fn building_panicked(self, payload: &(dyn Any + Send)) {
+        let message = crate::panic::message(payload);
+        let failure = Failure::Panic(match crate::panic::take_location() {
+            Some(location) => format!("{message} (at {location}, while building the task)"),
+            None => format!("{message} (while building the task)"),
+        });
+        log_failure(&self, &failure);
+        self.finish(failure.outcome(), Some(failure.detail().to_owned()));
+    }
+
     fn set_state(&self, state: TaskState, restarts: u32) {
         self.ctx
             .scope()
@@ -142,8 +153,13 @@ where
     Fut::Output: TaskOutput,
 {
     loop {
-        let attempt = CURRENT.with(|guard| factory(guard.ctx.clone()));
-        let (result, failure) = judge(AssertUnwindSafe(attempt).catch_unwind().await);
+        // A factory that panics is a failed attempt like any other.
+        let build = AssertUnwindSafe(|| CURRENT.with(|guard| factory(guard.ctx.clone())));
+        let caught = match std::panic::catch_unwind(build) {
+            Ok(attempt) => AssertUnwindSafe(attempt).catch_unwind().await,
+            Err(payload) => Err(payload),
+        };
+        let (result, failure) = judge(caught);
         let Some(failure) = failure else {
             CURRENT.with(|guard| guard.finish(TaskOutcome::Completed, None));
             return result;

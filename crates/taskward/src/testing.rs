@@ -30,6 +30,7 @@ use crate::snapshot::Snapshot;
 ///     assert!(scope.shutdown(Duration::from_secs(1)).await.is_clean());
 /// });
 /// ```
+#[track_caller]
 pub fn run<F, Fut>(body: F) -> Fut::Output
 where
     F: FnOnce(Scope) -> Fut,
@@ -195,8 +196,10 @@ impl Harness {
 }
 
 /// How many times to let the runtime settle before judging. On a multi-thread runtime a
-/// task that has finished is counted alive until its worker releases it.
-const SETTLE_ROUNDS: u32 = 200;
+/// task that has finished is counted alive until its worker releases it; on a loaded
+/// machine that can take a while, so this allows up to about two seconds (spent only
+/// when something is still alive).
+const SETTLE_ROUNDS: u32 = 2_000;
 
 async fn find_leak(root: &Scope, exact: bool) -> Option<Leak> {
     let metrics = tokio::runtime::Handle::current().metrics();

@@ -244,3 +244,70 @@ fn escalating_panic_cancels_scope() {
         assert_eq!(report.counts.panicked, 1);
     });
 }
+
+// Asserts: a restart factory that panics is a failed attempt: restarted, then reported as
+// panicked (not as a mysterious abort).
+#[test]
+fn panicking_factory_is_a_failed_attempt() {
+    paused().run(|app| async move {
+        let task = app
+            .task("builder")
+            .restart(
+                RestartPolicy::default()
+                    .backoff(Duration::from_millis(10), Duration::from_millis(10))
+                    .intensity(2, Duration::from_secs(60)),
+            )
+            .spawn(|_ctx| -> std::future::Ready<()> { panic!("no config") })
+            .expect("open");
+        assert_eq!(task.await, Err(JoinError::Panicked("no config".into())));
+        let report = app.shutdown(Duration::from_secs(1)).await;
+        assert_eq!(report.counts.panicked, 1, "{report}");
+        assert_eq!(report.counts.aborted, 0, "{report}");
+        assert_eq!(report.tasks[0].restarts, 2);
+    });
+}
+
+// Asserts: a `spawn_with` closure that panics reaches its caller, and the report names
+// the task as panicked while being built.
+#[test]
+fn panicking_spawn_with_closure_is_reported() {
+    paused().run(|app| async move {
+        let scope = app.clone();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _ = scope
+                .task("half-built")
+                .spawn_with(|_ctx| -> std::future::Ready<()> { panic!("bad argument") });
+        }));
+        assert!(caught.is_err(), "the panic reaches the caller");
+        let report = app.shutdown(Duration::from_secs(1)).await;
+        assert_eq!(report.counts.panicked, 1, "{report}");
+        let detail = report.tasks[0].detail.as_deref().unwrap_or_default();
+        assert!(detail.contains("while building the task"), "{detail}");
+    });
+}
+
+// Asserts: an escalation shuts its scope down by itself: a task there that ignores
+// cancellation is aborted after the escalation deadline even though nobody calls
+// `shutdown`, and the stored report carries the cause.
+#[test]
+fn escalation_runs_a_shutdown_of_its_own() {
+    paused().run(|app| async move {
+        let db = app.child("db").expect("open");
+        db.spawn("stubborn", std::future::pending::<()>())
+            .expect("open");
+        db.task("migrate")
+            .on_failure(FailurePolicy::Escalate)
+            .spawn(async { Err::<(), _>("bad schema") })
+            .expect("open");
+        db.wait().await;
+        let report = db.shutdown(Duration::ZERO).await;
+        assert_eq!(report.counts.aborted, 1, "{report}");
+        assert_eq!(report.cause.expect("cause").task, "migrate");
+        assert_eq!(
+            report.elapsed,
+            taskward::ShutdownPolicy::ESCALATION_DEADLINE,
+            "the escalation's own deadline"
+        );
+        let _ = app.shutdown(Duration::ZERO).await;
+    });
+}

@@ -74,7 +74,12 @@ fn hooks_run_once_in_reverse_order_after_tasks_stop() {
                 ("test", "close-pool")
             ]
         );
-        assert!(report.hooks.iter().all(|h| h.outcome == HookOutcome::Ok));
+        assert!(
+            report
+                .hooks
+                .iter()
+                .all(|h| h.outcome == HookOutcome::Completed)
+        );
         assert_eq!(report, again);
     });
 }
@@ -114,7 +119,7 @@ fn bad_hooks_are_reported_not_fatal() {
                     HookOutcome::Panicked("pool already closed".into())
                 ),
                 ("hangs", HookOutcome::TimedOut),
-                ("last", HookOutcome::Ok),
+                ("last", HookOutcome::Completed),
             ]
         );
         assert!(
@@ -146,13 +151,33 @@ fn reserve_for_hooks_ends_grace_early() {
         assert_eq!(report.counts.aborted, 1);
         assert_eq!(
             report.hooks[0].outcome,
-            HookOutcome::Ok,
+            HookOutcome::Completed,
             "3 s of flushing fit in the 4 s reserve"
         );
         assert_eq!(
             report.elapsed,
             Duration::from_secs(9),
             "6 s grace, then 3 s of hook"
+        );
+    });
+}
+
+// Asserts: by default a quarter of the deadline is kept for hooks, so a hook still runs
+// in full when a task uses up its grace.
+#[test]
+fn hooks_get_a_share_of_the_deadline_by_default() {
+    paused().run(|app| async move {
+        app.spawn("stubborn", std::future::pending::<()>())
+            .expect("open");
+        app.on_shutdown("flush", || tokio::time::sleep(Duration::from_secs(1)))
+            .expect("open");
+        let report = app.shutdown(Duration::from_secs(8)).await;
+        assert_eq!(report.counts.aborted, 1);
+        assert_eq!(report.hooks[0].outcome, HookOutcome::Completed, "{report}");
+        assert_eq!(
+            report.elapsed,
+            Duration::from_secs(7),
+            "6 s grace, then 1 s of hook"
         );
     });
 }

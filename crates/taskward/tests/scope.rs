@@ -213,3 +213,72 @@ fn spawn_outside_a_runtime_is_an_error() {
         }
     );
 }
+
+// Asserts: dropping a root and then its child, with no yield between, names each task once.
+#[test]
+fn dropping_root_then_child_warns_once() {
+    let (logs, _guard) = Logs::capture();
+    paused().run(|_test| async move {
+        let root = Scope::root("jobs");
+        let child = root.child("sub").expect("open");
+        child
+            .spawn("uploader", std::future::pending::<()>())
+            .expect("open");
+        drop(root);
+        drop(child);
+        tokio::task::yield_now().await;
+    });
+    let warnings = logs.lines_with("scope dropped without shutdown");
+    assert_eq!(warnings.len(), 1, "{}", logs.text());
+    assert!(warnings[0].contains("uploader"));
+}
+
+// Asserts: dropping a child's last handle while its parent shuts down neither aborts the
+// child's cooperative tasks nor warns: the parent's shutdown owns them.
+#[test]
+fn child_dropped_during_parent_shutdown_is_left_to_it() {
+    let (logs, _guard) = Logs::capture();
+    paused().run(|app| async move {
+        let conn = app.child("conn-1").expect("open");
+        conn.task("reader")
+            .spawn_with(|ctx| async move {
+                ctx.cancelled().await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            })
+            .expect("open");
+        let shutdown = app.shutdown(Duration::from_secs(5));
+        drop(conn);
+        let report = shutdown.await;
+        assert_eq!(report.counts.cancelled, 1, "{report}");
+        assert_eq!(report.counts.aborted, 0, "{report}");
+    });
+    assert!(
+        logs.lines_with("WARN")
+            .iter()
+            .all(|l| !l.contains("dropped without shutdown"))
+    );
+}
+
+// Asserts: cancelling a token handed out by the scope affects its holders only.
+#[test]
+fn handed_out_tokens_cannot_cancel_the_scope() {
+    paused().run(|app| async move {
+        let token = app.token();
+        token.cancel();
+        let ctx_token = app
+            .task("peek")
+            .spawn_with(|ctx| async move { Ok::<_, std::convert::Infallible>(ctx.token()) })
+            .expect("open")
+            .await
+            .expect("ran")
+            .expect("infallible");
+        ctx_token.cancel();
+        assert!(!app.is_cancelled());
+        app.spawn("still-open", async {})
+            .expect("the scope accepts work")
+            .await
+            .expect("ran");
+        let report = app.shutdown(Duration::from_secs(1)).await;
+        assert_eq!(report.counts.completed, 2);
+    });
+}

@@ -122,10 +122,10 @@ fn zero_deadline_means_abort_now() {
     });
 }
 
-// Asserts: a second request while the first waits out its grace skips to the abort phase,
-// and both requests get the same report.
+// Asserts: `abort_now` while a shutdown waits out its grace skips it to the abort phase
+// (the second Ctrl-C), and both requests get the same report.
 #[test]
-fn second_request_skips_to_abort() {
+fn abort_now_skips_a_running_shutdown_to_abort() {
     paused().run(|app| async move {
         app.spawn("stubborn", std::future::pending::<()>())
             .expect("open");
@@ -133,7 +133,7 @@ fn second_request_skips_to_abort() {
         assert_pending!(first.poll());
         assert!(app.is_cancelled(), "the first request signalled at once");
 
-        let second = app.shutdown(Duration::from_secs(60)).await;
+        let second = app.abort_now().await;
 
         let first = assert_ready!(first.poll());
         assert_eq!(first, second);
@@ -142,6 +142,106 @@ fn second_request_skips_to_abort() {
             second.elapsed,
             Duration::ZERO,
             "no grace after the second request"
+        );
+    });
+}
+
+// Asserts: a second plain `shutdown` joins the running one: it does not cut the grace
+// short, and it gets the same report.
+#[test]
+fn second_shutdown_call_joins_without_aborting() {
+    paused().run(|app| async move {
+        app.task("slow-drain")
+            .spawn_with(|ctx| async move {
+                ctx.cancelled().await;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            })
+            .expect("open");
+        let (a, b) = tokio::join!(
+            app.shutdown(Duration::from_secs(10)),
+            app.shutdown(Duration::ZERO)
+        );
+        assert_eq!(a, b);
+        assert_eq!(a.phase, Phase::Grace, "{a}");
+        assert_eq!(a.counts.cancelled, 1);
+        assert_eq!(a.elapsed, Duration::from_secs(3));
+    });
+}
+
+// Asserts: `Duration::MAX` means "no deadline", not an overflow panic.
+#[test]
+fn unbounded_deadline_is_accepted() {
+    paused().run(|app| async move {
+        app.task("worker")
+            .spawn_with(|ctx| async move { ctx.cancelled().await })
+            .expect("open");
+        let report = app.shutdown(Duration::MAX).await;
+        assert!(report.is_clean(), "{report}");
+    });
+}
+
+// Asserts: the shutdown runs on a task of its own: dropping its future and every scope
+// handle does not detach a task that ignores cancellation; it is aborted at the deadline
+// and the hooks still run.
+#[test]
+fn dropped_shutdown_still_completes() {
+    paused().run(|app| async move {
+        let scope = taskward::Scope::root("fire-and-forget");
+        let dropped = DropFlag::default();
+        let probe = dropped.probe();
+        scope
+            .spawn("stubborn", async move {
+                let _probe = probe;
+                std::future::pending::<()>().await;
+            })
+            .expect("open");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        scope
+            .on_shutdown("notify", move || async move {
+                let _ = tx.send(());
+            })
+            .expect("open");
+        drop(scope.shutdown(Duration::from_secs(5)));
+        drop(scope);
+
+        rx.await
+            .expect("the hook ran although nobody awaited the shutdown");
+        assert!(
+            dropped.dropped(),
+            "the stubborn task was aborted, not detached"
+        );
+        drop(app);
+    });
+}
+
+// Asserts: a task may shut down the scope it belongs to: it is not waited for, aborted or
+// counted, and the shutdown still runs its hooks and stores its report.
+#[test]
+fn a_task_can_shut_down_its_own_scope() {
+    paused().run(|app| async move {
+        let admin = app.clone();
+        app.task("worker")
+            .spawn_with(|ctx| async move { ctx.cancelled().await })
+            .expect("open");
+        app.on_shutdown("flush", || async {}).expect("open");
+        let report = app
+            .spawn("admin", async move {
+                Ok::<_, std::convert::Infallible>(admin.shutdown(Duration::from_secs(5)).await)
+            })
+            .expect("open")
+            .await
+            .expect("the admin task was not aborted")
+            .expect("infallible");
+        assert_eq!(report.phase, Phase::Grace, "{report}");
+        assert_eq!(
+            report.counts.cancelled, 1,
+            "the worker; the admin task is not counted"
+        );
+        assert_eq!(report.hooks.len(), 1);
+        assert_eq!(
+            app.shutdown(Duration::ZERO).await,
+            report,
+            "stored as the scope's report"
         );
     });
 }
