@@ -44,14 +44,24 @@ impl Hook {
 /// A scope's hooks, in registration order. Locked only to register, to take them for a
 /// shutdown, and when a dropped child scope hands its hooks to its parent.
 #[derive(Default)]
-pub(crate) struct HookList(Mutex<Vec<Hook>>);
+pub(crate) struct HookList(Mutex<Hooks>);
+
+#[derive(Default)]
+struct Hooks {
+    waiting: Vec<Hook>,
+    /// Set when a shutdown took the hooks: a hook added later would never run.
+    taken: bool,
+}
 
 impl HookList {
-    pub(crate) fn push(&self, hook: Hook) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(hook);
+    /// Adds a hook, or hands it back if this list's shutdown already took the hooks.
+    pub(crate) fn push(&self, hook: Hook) -> Result<(), Hook> {
+        let mut hooks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if hooks.taken {
+            return Err(hook);
+        }
+        hooks.waiting.push(hook);
+        Ok(())
     }
 
     pub(crate) fn has_any(&self) -> bool {
@@ -59,19 +69,25 @@ impl HookList {
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .waiting
             .is_empty()
     }
 
     /// Takes every hook: each runs at most once, whoever takes it.
     fn take(&self) -> Vec<Hook> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut hooks = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        hooks.taken = true;
+        std::mem::take(&mut hooks.waiting)
     }
 
     /// Moves these hooks to the end of `parent`'s list, so they run before the parent's
-    /// own (hooks run in reverse order).
-    pub(crate) fn drain_into(&self, parent: &Self) {
+    /// own (hooks run in reverse order). Hooks the parent can no longer run are named in
+    /// a warning rather than dropped silently.
+    pub(crate) fn drain_into(&self, parent: &Self, path: &str) {
         for hook in self.take() {
-            parent.push(hook);
+            if let Err(hook) = parent.push(hook) {
+                tracing::warn!(hook = %hook.name, scope = %path, "shutdown hook never ran: its scope was dropped after its parent shut down");
+            }
         }
     }
 }

@@ -30,6 +30,13 @@
 //! assert_eq!(report.tasks[0].name, "stubborn");
 //! # }
 //! ```
+//!
+//! # Process-wide effects
+//!
+//! The first spawn puts a panic hook in front of the one installed (it notes the location
+//! of a panic, which the caught payload lacks, then calls the previous hook). A hook set
+//! later with `std::panic::set_hook` replaces it, and reports then lack panic locations.
+//! Root scopes are listed in one process-wide table, for [`snapshot`].
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 

@@ -49,8 +49,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// still running and no shutdown was started, the scope aborts them and logs one warning
 /// naming them: the Rust face of Python's "Task was destroyed but it is pending!", except
 /// that nothing keeps running unseen. Tasks themselves do not hold a `Scope` handle (they
-/// get a [`TaskContext`](crate::TaskContext)), so a scope is never kept alive by the tasks
-/// it owns.
+/// get a [`TaskContext`](crate::TaskContext)), so a scope is not kept alive by the tasks
+/// it owns, unless one is given a `Scope` clone: prefer the context, which can spawn,
+/// create child scopes and watch for cancellation too.
 ///
 /// # Examples
 ///
@@ -269,8 +270,9 @@ impl Scope {
 
     /// Waits until no task of the subtree is live, without asking any to stop.
     ///
-    /// New tasks may be spawned while waiting; the future completes at a moment when the
-    /// count was zero.
+    /// The subtree is taken as it is at the call; its scopes are waited for one after the
+    /// other, each until it has been seen with no live task. Tasks spawned meanwhile into
+    /// a scope already waited for, and child scopes created meanwhile, are not waited for.
     ///
     /// # Cancel safety
     ///
@@ -591,14 +593,16 @@ impl ScopeInner {
     }
 
     fn add_hook(&self, hook: Hook) -> Result<(), SpawnError> {
+        let refused = |hook: Hook| SpawnError::ShuttingDown {
+            scope: self.path.clone(),
+            task: hook.name().to_string(),
+        };
         if self.is_closed() {
-            return Err(SpawnError::ShuttingDown {
-                scope: self.path.clone(),
-                task: hook.name().to_string(),
-            });
+            return Err(refused(hook));
         }
-        self.hooks.push(hook);
-        Ok(())
+        // The list refuses too once a shutdown took its hooks, which closes the gap
+        // between the check above and the push.
+        self.hooks.push(hook).map_err(refused)
     }
 
     fn last_handle_dropped(self: &Arc<Self>) {
@@ -663,7 +667,7 @@ impl Drop for ScopeInner {
                 // this scope learned: its counts, its failures, and hooks that never ran.
                 parent.registry.absorb(&self.registry.ended());
                 self.failures.drain_into(&parent.failures);
-                self.hooks.drain_into(&parent.hooks);
+                self.hooks.drain_into(&parent.hooks, &self.path);
                 lock(&parent.children).try_remove(self.key);
             }
             None => {
