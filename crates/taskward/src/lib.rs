@@ -54,11 +54,6 @@ mod spawn;
 mod supervise;
 mod task;
 
-/// The README's example, compiled and run as a doc test.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;
-
 #[cfg(all(unix, feature = "signal"))]
 pub mod signal;
 #[cfg(feature = "testing")]

@@ -1,0 +1,26 @@
+//! Errors of the HTTP layer, one per operation.
+
+use std::io;
+
+use taskward::SpawnError;
+
+/// The server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address as given.
+        addr: String,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// The listener is unusable.
+    #[error("the listener is unusable")]
+    Io(#[source] io::Error),
+    /// The owning scope refused the server's tasks (it is shutting down).
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}

@@ -1,0 +1,18 @@
+//! HTTP on taskward: a server whose connections are tracked tasks and which drains before
+//! it stops, with health and readiness endpoints. Start with [`Server`].
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
+/// The README's examples (core and HTTP), compiled, and run where they do not bind a port,
+/// as doc tests of the crate that can see both.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
+mod error;
+mod health;
+mod server;
+
+pub use error::ServeError;
+pub use health::{Health, HealthPaths};
+pub use server::{Body, Server, ServerHandle};

@@ -1,0 +1,365 @@
+//! The HTTP server: every connection a task in the server's scope, and a shutdown that
+//! flips readiness, drains, then lets in-flight requests finish within a deadline.
+//!
+//! HTTP/1.1 only for now: HTTP/2 spawns a task per stream through an executor, and those
+//! tasks must be admitted while the server drains (streams below the GOAWAY's last id are
+//! already accepted), which the core's closed scope refuses; that is the next step.
+//!
+//! Read [`Server`] first, then [`ServerHandle::shutdown`] for the order of events.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::header::{CONNECTION, HeaderValue};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use taskward::{Scope, ShutdownReport, TaskContext};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tower::Service;
+
+use crate::error::ServeError;
+use crate::health::Health;
+
+/// The response body every served service must produce: axum's.
+pub type Body = axum::body::Body;
+
+/// An HTTP/1.1 server whose connections are taskward tasks.
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use axum::{Router, routing::get};
+/// use taskward::Scope;
+/// use taskward_http::{Health, Server};
+///
+/// let app = Scope::root("app");
+/// let health = Health::new();
+/// health.set_started();
+/// let router = Router::new().route("/", get(|| async { "hello" })).merge(health.router());
+/// let server = Server::bind("127.0.0.1:8080")
+///     .await?
+///     .health(health)
+///     .drain_delay(Duration::from_secs(5))
+///     .serve(&app, router)?;
+/// // ... on SIGTERM:
+/// let report = server.shutdown(Duration::from_secs(30)).await;
+/// println!("{report}");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    health: Health,
+    drain_delay: Duration,
+    idle_window: Duration,
+}
+
+impl Server {
+    /// How long an idle keep-alive connection may still send one more request once the
+    /// drain has started, by default.
+    pub const DEFAULT_IDLE_WINDOW: Duration = Duration::from_millis(500);
+
+    /// Serves connections accepted from `listener` (one the process bound, or one it
+    /// inherited from a supervisor).
+    #[must_use]
+    pub fn from_listener(listener: TcpListener) -> Self {
+        Self {
+            listener,
+            health: Health::new(),
+            drain_delay: Duration::ZERO,
+            idle_window: Self::DEFAULT_IDLE_WINDOW,
+        }
+    }
+
+    /// Binds `addr` and serves connections accepted there.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::Bind`] if the address cannot be bound (in use, not local, refused).
+    pub async fn bind(addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<Self, ServeError> {
+        let shown = format!("{addr:?}");
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: shown,
+                source,
+            })?;
+        Ok(Self::from_listener(listener))
+    }
+
+    /// The readiness this server flips to "draining" when its shutdown starts.
+    #[must_use]
+    pub fn health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// How long to keep accepting after readiness flipped, so that load balancers notice
+    /// before connections are refused. Default: zero.
+    #[must_use]
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
+        self
+    }
+
+    /// How long an idle keep-alive connection may still send one more request once the
+    /// drain has started (it is answered with `Connection: close`) before it is closed.
+    /// Closing it at once would reset a request the client may be sending at that moment.
+    #[must_use]
+    pub fn idle_window(mut self, window: Duration) -> Self {
+        self.idle_window = window;
+        self
+    }
+
+    /// The address the server listens on.
+    ///
+    /// # Errors
+    ///
+    /// What the operating system says when asked for the socket's address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Starts serving `service` in a child scope `http` of `scope`: an `accept` task, and
+    /// one task per connection.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::Spawn`] if `scope` is shutting down; [`ServeError::Io`] if the
+    /// listener has no local address.
+    pub fn serve<S>(self, scope: &Scope, service: S) -> Result<ServerHandle, ServeError>
+    where
+        S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let local_addr = self.listener.local_addr().map_err(ServeError::Io)?;
+        let http = scope.child("http")?;
+        let settings = Arc::new(Settings {
+            idle_window: self.idle_window,
+            builder: http1::Builder::new(),
+            health: self.health.clone(),
+        });
+        let listener = self.listener;
+        let conns = http.clone();
+        http.task("accept")
+            .spawn_with(move |ctx| accept_loop(ctx, listener, conns, service, settings))?;
+        Ok(ServerHandle {
+            http,
+            health: self.health,
+            drain_delay: self.drain_delay,
+            local_addr,
+        })
+    }
+}
+
+/// What every connection task needs.
+struct Settings {
+    idle_window: Duration,
+    builder: http1::Builder,
+    health: Health,
+}
+
+/// A running [`Server`].
+#[derive(Debug)]
+pub struct ServerHandle {
+    http: Scope,
+    health: Health,
+    drain_delay: Duration,
+    local_addr: SocketAddr,
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The server's scope (`<parent>/http`): its connections are its tasks.
+    #[must_use]
+    pub fn scope(&self) -> &Scope {
+        &self.http
+    }
+
+    /// Stops the server, in this order: readiness turns not-ready at once; the drain
+    /// delay passes while connections are still accepted; accepting stops (new
+    /// connections are refused); every connection is asked to finish (HTTP/1: after its
+    /// in-flight response, or after the idle window for an idle keep-alive connection;
+    /// HTTP/2: GOAWAY, in-flight streams finish); within what is left of `deadline` those
+    /// still open are aborted.
+    ///
+    /// # Return Value
+    ///
+    /// The report of the server's scope: one task per connection that was open.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future during the drain delay leaves the server accepting and not
+    /// ready; dropped later, the shutdown continues on its own (see
+    /// [`taskward::ShutdownFuture`]).
+    pub async fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        self.health.set_draining();
+        tracing::info!(addr = %self.local_addr, drain_delay = ?self.drain_delay, "server draining: not ready");
+        let delay = self.drain_delay.min(deadline);
+        tokio::time::sleep(delay).await;
+        // One signal for all: the accept task stops (its listener closes, so new
+        // connections are refused) as every connection starts to drain.
+        self.http.shutdown(deadline.saturating_sub(delay)).await
+    }
+}
+
+async fn accept_loop<S>(
+    ctx: TaskContext,
+    listener: TcpListener,
+    conns: Scope,
+    service: S,
+    settings: Arc<Settings>,
+) where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            () = ctx.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Per-connection errors (the peer reset before accept, fd limits) must not
+                // stop the server; back off briefly so an fd shortage does not spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let service = service.clone();
+        let settings = settings.clone();
+        let spawned = conns
+            .task(format!("conn {peer}"))
+            .spawn_with(move |ctx| serve_connection(ctx, stream, service, settings));
+        if let Err(error) = spawned {
+            tracing::debug!(%error, %peer, "connection refused: server shutting down");
+            break;
+        }
+    }
+    tracing::info!("stopped accepting");
+}
+
+/// One connection, from first byte to close, with the graceful end described in
+/// [`ServerHandle::shutdown`].
+async fn serve_connection<S>(
+    ctx: TaskContext,
+    stream: TcpStream,
+    service: S,
+    settings: Arc<Settings>,
+) where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let state = Arc::new(ConnState::default());
+    let service = DrainAware {
+        inner: service,
+        state: state.clone(),
+        health: settings.health.clone(),
+    };
+    let conn = settings
+        .builder
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => return log_end(result),
+        () = ctx.cancelled() => {}
+    }
+    state.draining.store(true, Ordering::Release);
+    if state.in_flight.load(Ordering::Acquire) == 0 {
+        // An idle HTTP/1 keep-alive connection: its client may be sending the next request
+        // right now. Give it the window; that request is answered with `Connection: close`.
+        tokio::select! {
+            result = conn.as_mut() => return log_end(result),
+            () = tokio::time::sleep(settings.idle_window) => {}
+        }
+    }
+    conn.as_mut().graceful_shutdown();
+    log_end(conn.await);
+}
+
+fn log_end(result: Result<(), hyper::Error>) {
+    if let Err(error) = result {
+        // A peer that goes away mid-request is the peer's business, not a server failure.
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}
+
+/// What a connection's service tells its task.
+#[derive(Debug, Default)]
+struct ConnState {
+    in_flight: AtomicUsize,
+    draining: AtomicBool,
+}
+
+/// Wraps the application's service to count in-flight requests and, once the server
+/// drains, to ask HTTP/1 clients to close after the response.
+#[derive(Clone)]
+struct DrainAware<S> {
+    inner: S,
+    state: Arc<ConnState>,
+    health: Health,
+}
+
+impl<S> Service<Request<Incoming>> for DrainAware<S>
+where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let state = self.state.clone();
+        let health = self.health.clone();
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = future.await?;
+            // The server-wide flag is set first thing in a shutdown; the connection's own
+            // flag once its task has seen the cancellation.
+            if health.is_draining() || state.draining.load(Ordering::Acquire) {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            state.in_flight.fetch_sub(1, Ordering::AcqRel);
+            Ok(response)
+        })
+    }
+}

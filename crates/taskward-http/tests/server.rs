@@ -1,0 +1,294 @@
+//! The draining server, over real sockets on 127.0.0.1, with HTTP/1.1 written by hand so
+//! that keep-alive and half-sent requests are exactly what each test says.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use taskward::testing::Harness;
+use taskward::{Phase, Scope, TaskOutcome};
+use taskward_http::{Health, Server, ServerHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+/// A response as the client saw it.
+struct Seen {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+/// Sends one keep-alive GET on `stream`.
+async fn send_get(stream: &mut TcpStream, path: &str) {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request written");
+}
+
+/// Reads one response (headers, then a `content-length` body) from `stream`.
+async fn read_response(stream: &mut TcpStream) -> Seen {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.expect("response readable");
+        assert_eq!(n, 1, "connection closed before the response headers ended");
+        raw.push(byte[0]);
+    }
+    let headers = String::from_utf8(raw)
+        .expect("ascii headers")
+        .to_ascii_lowercase();
+    let status = headers[9..12].parse().expect("status code");
+    let length: usize = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .map_or(0, |v| v.trim().parse().expect("content-length"));
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).await.expect("body readable");
+    Seen {
+        status,
+        headers,
+        body: String::from_utf8(body).expect("utf-8 body"),
+    }
+}
+
+/// True once the server has closed `stream` (EOF or reset), without sending anything.
+async fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(stream.read(&mut buf).await, Ok(0) | Err(_))
+}
+
+/// A server on 127.0.0.1:0 in `scope` with `/`, a `/slow` handler that waits for `gate`
+/// (after signalling `entered`), and the health endpoints.
+async fn start(
+    scope: &Scope,
+    health: &Health,
+    gate: Arc<Notify>,
+    entered: Arc<Notify>,
+    configure: impl FnOnce(Server) -> Server,
+) -> ServerHandle {
+    let router = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .route(
+            "/slow",
+            get(move || async move {
+                entered.notify_one();
+                gate.notified().await;
+                "finally"
+            }),
+        )
+        .merge(health.router());
+    let server = Server::bind("127.0.0.1:0")
+        .await
+        .expect("loopback port")
+        .health(health.clone());
+    configure(server).serve(scope, router).expect("scope open")
+}
+
+fn harness() -> Harness {
+    Harness::multi_thread(2)
+}
+
+// Asserts: a request in flight when shutdown starts completes with 200 (and is told to
+// close); the connection ends cleanly; afterwards new connections are refused.
+#[test]
+fn in_flight_request_completes_then_new_connections_are_refused() {
+    harness().run(|app| async move {
+        let (gate, entered) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let health = Health::new();
+        health.set_started();
+        let server = start(&app, &health, gate.clone(), entered.clone(), |s| s).await;
+        let addr = server.local_addr();
+
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        send_get(&mut client, "/slow").await;
+        entered.notified().await;
+
+        let shutdown = server.shutdown(Duration::from_secs(30));
+        tokio::pin!(shutdown);
+        let response = tokio::select! {
+            _ = &mut shutdown => panic!("shutdown cannot end while a request is in flight"),
+            seen = async {
+                // The handler is released only once the drain has begun.
+                while !health.is_draining() {
+                    tokio::task::yield_now().await;
+                }
+                gate.notify_one();
+                read_response(&mut client).await
+            } => seen,
+        };
+        assert_eq!((response.status, response.body.as_str()), (200, "finally"));
+        assert!(
+            response.headers.contains("connection: close"),
+            "{}",
+            response.headers
+        );
+        assert!(closed_by_server(&mut client).await);
+
+        let report = shutdown.await;
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(report.phase, Phase::Grace);
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "accepting has stopped"
+        );
+        let _ = app.shutdown(Duration::from_secs(1)).await;
+    });
+}
+
+// Asserts: readiness turns 503 as soon as the shutdown starts, while the drain delay
+// still accepts and serves new connections.
+#[test]
+fn readiness_flips_first_and_drain_delay_keeps_accepting() {
+    harness().run(|app| async move {
+        let (gate, entered) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let health = Health::new();
+        health.set_started();
+        let server = start(&app, &health, gate, entered, |s| {
+            s.drain_delay(Duration::from_secs(1))
+        })
+        .await;
+        let addr = server.local_addr();
+
+        let mut before = TcpStream::connect(addr).await.expect("connect");
+        send_get(&mut before, "/readyz").await;
+        assert_eq!(read_response(&mut before).await.status, 200);
+
+        let shutdown = tokio::spawn(server.shutdown(Duration::from_secs(30)));
+        while !health.is_draining() {
+            tokio::task::yield_now().await;
+        }
+        let mut during = TcpStream::connect(addr).await.expect("still accepting");
+        send_get(&mut during, "/readyz").await;
+        let seen = read_response(&mut during).await;
+        assert_eq!(seen.status, 503, "not ready while draining");
+        assert!(seen.headers.contains("connection: close"));
+
+        let report = shutdown.await.expect("shutdown task");
+        assert!(report.is_clean(), "{report}");
+        assert!(TcpStream::connect(addr).await.is_err());
+        let _ = app.shutdown(Duration::from_secs(1)).await;
+    });
+}
+
+// Asserts: an idle keep-alive connection is closed by the server after the idle window,
+// without waiting for the deadline and without an abort.
+#[test]
+fn idle_keep_alive_connection_is_closed_after_the_window() {
+    harness().run(|app| async move {
+        let health = Health::new();
+        let server = start(
+            &app,
+            &health,
+            Arc::new(Notify::new()),
+            Arc::new(Notify::new()),
+            |s| s.idle_window(Duration::from_millis(50)),
+        )
+        .await;
+        let mut client = TcpStream::connect(server.local_addr())
+            .await
+            .expect("connect");
+        send_get(&mut client, "/").await;
+        assert_eq!(read_response(&mut client).await.body, "hello");
+
+        let report = server.shutdown(Duration::from_secs(60)).await;
+
+        assert!(
+            closed_by_server(&mut client).await,
+            "the idle connection was closed"
+        );
+        assert_eq!(report.phase, Phase::Grace, "{report}");
+        assert_eq!(report.counts.aborted, 0);
+        let _ = app.shutdown(Duration::from_secs(1)).await;
+    });
+}
+
+// Asserts: a request an idle keep-alive client sends after its connection began to drain,
+// inside the idle window, is answered (with `Connection: close`) rather than reset.
+#[test]
+fn request_inside_the_idle_window_is_answered() {
+    // Current-thread, so that "the connection task has seen the cancellation" is a fact:
+    // once the scope is cancelled, one yield lets every woken task run.
+    Harness::current_thread().run(|app| async move {
+        let health = Health::new();
+        let server = start(
+            &app,
+            &health,
+            Arc::new(Notify::new()),
+            Arc::new(Notify::new()),
+            |s| s.idle_window(Duration::from_secs(20)),
+        )
+        .await;
+        let http = server.scope().clone();
+        let mut client = TcpStream::connect(server.local_addr())
+            .await
+            .expect("connect");
+        send_get(&mut client, "/").await;
+        read_response(&mut client).await;
+
+        let shutdown = tokio::spawn(server.shutdown(Duration::from_secs(60)));
+        while !http.is_cancelled() {
+            tokio::task::yield_now().await;
+        }
+        tokio::task::yield_now().await;
+        send_get(&mut client, "/").await;
+        let seen = read_response(&mut client).await;
+        assert_eq!((seen.status, seen.body.as_str()), (200, "hello"));
+        assert!(
+            seen.headers.contains("connection: close"),
+            "{}",
+            seen.headers
+        );
+        assert!(closed_by_server(&mut client).await);
+
+        let report = shutdown.await.expect("shutdown task");
+        assert!(report.is_clean(), "{report}");
+        drop(http);
+        let _ = app.shutdown(Duration::from_secs(1)).await;
+    });
+}
+
+// Asserts: a client that never finishes its request (slowloris) is aborted at the
+// deadline and named in the report by its address; the connections are tasks of the
+// server's scope, visible in its snapshot before that.
+#[test]
+fn slowloris_is_aborted_at_the_deadline_and_named() {
+    harness().run(|app| async move {
+        let health = Health::new();
+        let server = start(
+            &app,
+            &health,
+            Arc::new(Notify::new()),
+            Arc::new(Notify::new()),
+            |s| s.idle_window(Duration::from_millis(20)),
+        )
+        .await;
+        let mut slow = TcpStream::connect(server.local_addr())
+            .await
+            .expect("connect");
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: te")
+            .await
+            .expect("half a request");
+        let peer = slow.local_addr().expect("client address");
+        let conn_name = format!("conn {peer}");
+        while !server
+            .scope()
+            .snapshot()
+            .names()
+            .contains(&conn_name.as_str())
+        {
+            tokio::task::yield_now().await;
+        }
+
+        let report = server.shutdown(Duration::from_millis(300)).await;
+
+        assert_eq!(report.counts.aborted, 1, "{report}");
+        let aborted: Vec<_> = report.tasks_with(TaskOutcome::Aborted).collect();
+        assert_eq!(aborted[0].name, conn_name);
+        assert!(closed_by_server(&mut slow).await);
+        let _ = app.shutdown(Duration::from_secs(1)).await;
+    });
+}
