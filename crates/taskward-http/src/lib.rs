@@ -12,6 +12,7 @@ pub struct ReadmeDoctests;
 mod error;
 mod health;
 mod server;
+mod streams;
 
 pub use error::ServeError;
 pub use health::{Health, HealthPaths};

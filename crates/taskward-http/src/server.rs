@@ -1,9 +1,8 @@
 //! The HTTP server: every connection a task in the server's scope, and a shutdown that
 //! flips readiness, drains, then lets in-flight requests finish within a deadline.
 //!
-//! HTTP/1.1 only for now: HTTP/2 spawns a task per stream through an executor, and those
-//! tasks must be admitted while the server drains (streams below the GOAWAY's last id are
-//! already accepted), which the core's closed scope refuses; that is the next step.
+//! HTTP/1.1 and HTTP/2 (h2c, prior knowledge) on the same port; HTTP/2 streams run inside
+//! their connection's task (see `streams.rs`).
 //!
 //! Read [`Server`] first, then [`ServerHandle::shutdown`] for the order of events.
 
@@ -17,10 +16,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{CONNECTION, HeaderValue};
-use http::{Request, Response};
+use http::{Request, Response, Version};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
+use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use taskward::{Scope, ShutdownReport, TaskContext};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
@@ -28,11 +27,12 @@ use tower::Service;
 
 use crate::error::ServeError;
 use crate::health::Health;
+use crate::streams::{ConnStreams, Running};
 
 /// The response body every served service must produce: axum's.
 pub type Body = axum::body::Body;
 
-/// An HTTP/1.1 server whose connections are taskward tasks.
+/// An HTTP/1.1 and HTTP/2 (h2c) server whose connections are taskward tasks.
 ///
 /// # Examples
 ///
@@ -152,7 +152,6 @@ impl Server {
         let http = scope.child("http")?;
         let settings = Arc::new(Settings {
             idle_window: self.idle_window,
-            builder: http1::Builder::new(),
             health: self.health.clone(),
         });
         let listener = self.listener;
@@ -171,7 +170,6 @@ impl Server {
 /// What every connection task needs.
 struct Settings {
     idle_window: Duration,
-    builder: http1::Builder,
     health: Health,
 }
 
@@ -285,29 +283,59 @@ async fn serve_connection<S>(
         state: state.clone(),
         health: settings.health.clone(),
     };
-    let conn = settings
-        .builder
-        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-        .with_upgrades();
+    let streams = ConnStreams::default();
+    let builder = auto::Builder::new(streams.clone());
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
     tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => return log_end(result),
-        () = ctx.cancelled() => {}
-    }
-    state.draining.store(true, Ordering::Release);
-    if state.in_flight.load(Ordering::Acquire) == 0 {
-        // An idle HTTP/1 keep-alive connection: its client may be sending the next request
-        // right now. Give it the window; that request is answered with `Connection: close`.
+    let mut running = Running::default();
+    let window = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(window);
+    let mut phase = Phase::Serving;
+    loop {
         tokio::select! {
-            result = conn.as_mut() => return log_end(result),
-            () = tokio::time::sleep(settings.idle_window) => {}
+            result = conn.as_mut() => {
+                log_end(result);
+                break;
+            }
+            () = running.serve(&streams) => {}
+            () = ctx.cancelled(), if phase == Phase::Serving => {
+                state.draining.store(true, Ordering::Release);
+                let idle = state.in_flight.load(Ordering::Acquire) == 0;
+                if idle && !state.http2.load(Ordering::Acquire) {
+                    // An idle HTTP/1 keep-alive connection: its client may be sending the
+                    // next request right now. Give it the window; that request is
+                    // answered with `Connection: close`.
+                    window.as_mut().reset(tokio::time::Instant::now() + settings.idle_window);
+                    phase = Phase::Window;
+                } else {
+                    // HTTP/1: close after the in-flight response. HTTP/2: GOAWAY; the
+                    // streams already open finish.
+                    conn.as_mut().graceful_shutdown();
+                    phase = Phase::Closing;
+                }
+            }
+            () = window.as_mut(), if phase == Phase::Window => {
+                conn.as_mut().graceful_shutdown();
+                phase = Phase::Closing;
+            }
         }
     }
-    conn.as_mut().graceful_shutdown();
-    log_end(conn.await);
+    // Streams still pending here belong to a connection that is gone: dropping them is
+    // all that is left to do.
 }
 
-fn log_end(result: Result<(), hyper::Error>) {
+/// Where a connection is in its drain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Idle when the drain began: waiting out the idle window.
+    Window,
+    /// Asked to close (HTTP/1 after the response, HTTP/2 GOAWAY).
+    Closing,
+}
+
+fn log_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
     if let Err(error) = result {
         // A peer that goes away mid-request is the peer's business, not a server failure.
         tracing::debug!(%error, "connection ended with an error");
@@ -319,6 +347,7 @@ fn log_end(result: Result<(), hyper::Error>) {
 struct ConnState {
     in_flight: AtomicUsize,
     draining: AtomicBool,
+    http2: AtomicBool,
 }
 
 /// Wraps the application's service to count in-flight requests and, once the server
@@ -347,13 +376,18 @@ where
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         let state = self.state.clone();
         let health = self.health.clone();
+        let http2 = request.version() == Version::HTTP_2;
+        if http2 {
+            state.http2.store(true, Ordering::Release);
+        }
         state.in_flight.fetch_add(1, Ordering::AcqRel);
         let future = self.inner.call(request);
         Box::pin(async move {
             let mut response = future.await?;
             // The server-wide flag is set first thing in a shutdown; the connection's own
             // flag once its task has seen the cancellation.
-            if health.is_draining() || state.draining.load(Ordering::Acquire) {
+            // HTTP/2 has no `Connection` header: its GOAWAY says the same.
+            if !http2 && (health.is_draining() || state.draining.load(Ordering::Acquire)) {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -292,3 +292,68 @@ fn slowloris_is_aborted_at_the_deadline_and_named() {
         let _ = app.shutdown(Duration::from_secs(1)).await;
     });
 }
+
+// Asserts: HTTP/2 with prior knowledge (h2c) is served on the same port, and a stream in
+// flight when the shutdown starts completes with 200 after the GOAWAY; the connection
+// then ends cleanly, without an abort.
+#[test]
+fn h2c_stream_in_flight_completes_after_goaway() {
+    // Current-thread, so that the gate opens only after the connection task has seen the
+    // cancellation and sent its GOAWAY.
+    Harness::current_thread().run(|app| async move {
+        use http_body_util::{BodyExt, Empty};
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+
+        let (gate, entered) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let health = Health::new();
+        let server = start(&app, &health, gate.clone(), entered.clone(), |s| s).await;
+        let tcp = TcpStream::connect(server.local_addr())
+            .await
+            .expect("connect");
+        let (mut sender, conn) =
+            hyper::client::conn::http2::handshake::<_, _, Empty<bytes::Bytes>>(
+                TokioExecutor::new(),
+                TokioIo::new(tcp),
+            )
+            .await
+            .expect("h2c handshake");
+        let client_conn = app.spawn("h2 client connection", conn).expect("open");
+
+        let request = http::Request::get("http://test/slow")
+            .body(Empty::new())
+            .expect("request");
+        let response = sender.send_request(request);
+        tokio::pin!(response);
+        tokio::select! {
+            _ = &mut response => panic!("the handler waits for the gate"),
+            () = entered.notified() => {}
+        }
+        let http = server.scope().clone();
+        let shutdown = tokio::spawn(server.shutdown(Duration::from_secs(30)));
+        while !http.is_cancelled() {
+            tokio::task::yield_now().await;
+        }
+        tokio::task::yield_now().await;
+        gate.notify_one();
+        let response = response.await.expect("response after GOAWAY");
+        assert_eq!(response.version(), http::Version::HTTP_2);
+        assert_eq!(response.status(), 200);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(&body[..], b"finally");
+
+        let report = shutdown.await.expect("shutdown task");
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(report.phase, Phase::Grace);
+        drop((sender, http));
+        client_conn
+            .await
+            .expect("client connection task")
+            .expect("closed cleanly");
+        let _ = app.shutdown(Duration::from_secs(1)).await;
+    });
+}
