@@ -24,3 +24,18 @@ pub enum ServeError {
     #[error(transparent)]
     Spawn(#[from] SpawnError),
 }
+
+/// A request of the [`Client`](crate::Client) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The client was closed (before the request, or before its response arrived).
+    #[error("the client is closed")]
+    Closed,
+    /// No response headers within the client's timeout.
+    #[error("no response within {0:?}")]
+    Timeout(std::time::Duration),
+    /// What hyper reported: connect, protocol or I/O errors.
+    #[error("request failed")]
+    Request(#[source] hyper_util::client::legacy::Error),
+}

@@ -1,5 +1,6 @@
 //! HTTP on taskward: a server whose connections are tracked tasks and which drains before
-//! it stops, with health and readiness endpoints. Start with [`Server`].
+//! it stops, with health and readiness endpoints, and a client whose `close()` leaves
+//! nothing running. Start with [`Server`] and [`Client`].
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
@@ -9,11 +10,13 @@
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
 
+mod client;
 mod error;
 mod health;
 mod server;
 mod streams;
 
-pub use error::ServeError;
+pub use client::Client;
+pub use error::{ClientError, ServeError};
 pub use health::{Health, HealthPaths};
 pub use server::{Body, Server, ServerHandle};
