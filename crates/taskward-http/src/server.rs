@@ -84,6 +84,25 @@ impl Server {
         }
     }
 
+    /// Serves connections accepted from a standard-library listener: one inherited from a
+    /// supervisor (socket activation: fd 3 on, as `taskward serve` passes them) or bound
+    /// before the runtime started.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::Io`] if the socket cannot be made non-blocking or registered with
+    /// the runtime (including when called outside a tokio runtime).
+    pub fn from_std(listener: std::net::TcpListener) -> Result<Self, ServeError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ServeError::Io(io::Error::other(
+                "Server::from_std called outside a tokio runtime",
+            )));
+        }
+        listener.set_nonblocking(true).map_err(ServeError::Io)?;
+        let listener = TcpListener::from_std(listener).map_err(ServeError::Io)?;
+        Ok(Self::from_listener(listener))
+    }
+
     /// Binds `addr` and serves connections accepted there.
     ///
     /// # Errors

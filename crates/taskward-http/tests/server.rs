@@ -357,3 +357,32 @@ fn h2c_stream_in_flight_completes_after_goaway() {
         let _ = app.shutdown(Duration::from_secs(1)).await;
     });
 }
+
+// Asserts: a listener bound outside tokio (as a supervisor hands one over) is served, and
+// binding an address already in use is a clear error, not a panic.
+#[test]
+fn serves_a_standard_listener_and_reports_a_port_in_use() {
+    harness().run(|app| async move {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("loopback port");
+        let addr = std_listener.local_addr().expect("address");
+        let router = Router::new().route("/", get(|| async { "from std" }));
+        let server = Server::from_std(std_listener)
+            .expect("registered")
+            .serve(&app, router)
+            .expect("open");
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        send_get(&mut client, "/").await;
+        assert_eq!(read_response(&mut client).await.body, "from std");
+
+        let taken = Server::bind(addr).await.expect_err("the port is taken");
+        let message = format!(
+            "{taken}: {}",
+            std::error::Error::source(&taken).expect("cause")
+        );
+        assert!(message.contains(&addr.to_string()), "{message}");
+
+        drop(client);
+        let _ = server.shutdown(Duration::from_secs(1)).await;
+        let _ = app.shutdown(Duration::from_secs(1)).await;
+    });
+}
