@@ -19,4 +19,4 @@ mod streams;
 pub use client::Client;
 pub use error::{ClientError, ServeError};
 pub use health::{Health, HealthPaths};
-pub use server::{Body, Server, ServerHandle};
+pub use server::{Body, HttpService, Server, ServerHandle};

@@ -32,6 +32,24 @@ use crate::streams::{ConnStreams, Running};
 /// The response body every served service must produce: axum's.
 pub type Body = axum::body::Body;
 
+/// What a [`Server`] serves: a cloneable tower service from hyper requests to axum
+/// responses (an `axum::Router` is one), whose future can move between threads.
+pub trait HttpService:
+    Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> HttpService for S where
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
 /// An HTTP/1.1 and HTTP/2 (h2c) server whose connections are taskward tasks.
 ///
 /// # Examples
@@ -161,11 +179,7 @@ impl Server {
     /// listener has no local address.
     pub fn serve<S>(self, scope: &Scope, service: S) -> Result<ServerHandle, ServeError>
     where
-        S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
+        S: HttpService,
     {
         let local_addr = self.listener.local_addr().map_err(ServeError::Io)?;
         let http = scope.child("http")?;
@@ -248,11 +262,7 @@ async fn accept_loop<S>(
     service: S,
     settings: Arc<Settings>,
 ) where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: HttpService,
 {
     loop {
         let accepted = tokio::select! {
@@ -290,11 +300,7 @@ async fn serve_connection<S>(
     service: S,
     settings: Arc<Settings>,
 ) where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: HttpService,
 {
     let state = Arc::new(ConnState::default());
     let service = DrainAware {

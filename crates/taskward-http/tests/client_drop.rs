@@ -1,52 +1,14 @@
 //! What dropping a client without `close()` leaves behind. Real sockets on 127.0.0.1.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::get;
-use taskward::Scope;
+use common::{client_tasks, get_request, server, server_connections_gone};
 use taskward::testing::Harness;
-use taskward_http::{Body, Client, Server, ServerHandle};
+use taskward_http::Client;
 use tokio::sync::Notify;
-
-/// Live tasks of the client's scope, seen from outside (a `Scope` handle would keep it).
-fn client_tasks() -> usize {
-    taskward::snapshot()
-        .tasks
-        .iter()
-        .filter(|t| t.scope == "test/client")
-        .count()
-}
-
-async fn server(app: &Scope, gate: Arc<Notify>, entered: Arc<Notify>) -> ServerHandle {
-    let router = Router::new().route("/", get(|| async { "hello" })).route(
-        "/slow",
-        get(move || async move {
-            entered.notify_one();
-            gate.notified().await;
-            "late"
-        }),
-    );
-    Server::bind("127.0.0.1:0")
-        .await
-        .expect("loopback port")
-        .serve(app, router)
-        .expect("open")
-}
-
-fn get_request(server: &ServerHandle, path: &str) -> http::Request<Body> {
-    http::Request::get(format!("http://{}{path}", server.local_addr()))
-        .body(Body::empty())
-        .expect("request")
-}
-
-/// Waits until the server has no connection left (only its accept task).
-async fn server_connections_gone(server: &ServerHandle) {
-    while server.scope().live_tasks() > 1 {
-        tokio::task::yield_now().await;
-    }
-}
 
 // Asserts: without `close()`, dropping a handle while a clone is held leaves the client's
 // connection task running; dropping the last handle aborts it (and warns).

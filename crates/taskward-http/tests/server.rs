@@ -88,6 +88,11 @@ async fn start(
     configure(server).serve(scope, router).expect("scope open")
 }
 
+/// A gate nobody opens, for tests that never call `/slow`.
+fn ungated() -> Arc<Notify> {
+    Arc::new(Notify::new())
+}
+
 fn harness() -> Harness {
     Harness::multi_thread(2)
 }
@@ -180,13 +185,9 @@ fn readiness_flips_first_and_drain_delay_keeps_accepting() {
 fn idle_keep_alive_connection_is_closed_after_the_window() {
     harness().run(|app| async move {
         let health = Health::new();
-        let server = start(
-            &app,
-            &health,
-            Arc::new(Notify::new()),
-            Arc::new(Notify::new()),
-            |s| s.idle_window(Duration::from_millis(50)),
-        )
+        let server = start(&app, &health, ungated(), ungated(), |s| {
+            s.idle_window(Duration::from_millis(50))
+        })
         .await;
         let mut client = TcpStream::connect(server.local_addr())
             .await
@@ -214,13 +215,9 @@ fn request_inside_the_idle_window_is_answered() {
     // once the scope is cancelled, one yield lets every woken task run.
     Harness::current_thread().run(|app| async move {
         let health = Health::new();
-        let server = start(
-            &app,
-            &health,
-            Arc::new(Notify::new()),
-            Arc::new(Notify::new()),
-            |s| s.idle_window(Duration::from_secs(20)),
-        )
+        let server = start(&app, &health, ungated(), ungated(), |s| {
+            s.idle_window(Duration::from_secs(20))
+        })
         .await;
         let http = server.scope().clone();
         let mut client = TcpStream::connect(server.local_addr())
@@ -258,13 +255,9 @@ fn request_inside_the_idle_window_is_answered() {
 fn slowloris_is_aborted_at_the_deadline_and_named() {
     harness().run(|app| async move {
         let health = Health::new();
-        let server = start(
-            &app,
-            &health,
-            Arc::new(Notify::new()),
-            Arc::new(Notify::new()),
-            |s| s.idle_window(Duration::from_millis(20)),
-        )
+        let server = start(&app, &health, ungated(), ungated(), |s| {
+            s.idle_window(Duration::from_millis(20))
+        })
         .await;
         let mut slow = TcpStream::connect(server.local_addr())
             .await

@@ -20,15 +20,16 @@
 //! cargo bench -p taskward --bench shutdown -- --warm-up-time 1 --measurement-time 2 --sample-size 10
 //! ```
 
-use std::future::Future;
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::{drive, runtime};
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use taskward::Scope;
-use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -38,34 +39,6 @@ const COUNTS: [usize; 4] = [1_000, 10_000, 100_000, 1_000_000];
 /// Tasks of the current iteration that have been polled once (and so wait on the token).
 /// A static, so that counting adds no per-task allocation.
 static STARTED: AtomicUsize = AtomicUsize::new(0);
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a 2-worker tokio runtime can be built")
-}
-
-/// Runs `iters` iterations of `one(n)` inside a task on `rt` and sums the times they
-/// report.
-fn drive<F, Fut>(rt: &Runtime, iters: u64, n: usize, one: F) -> Duration
-where
-    F: Fn(usize) -> Fut + Send + 'static,
-    Fut: Future<Output = Duration> + Send,
-{
-    rt.block_on(async move {
-        tokio::spawn(async move {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                total += one(n).await;
-            }
-            total
-        })
-        .await
-        .expect("the driver task does not panic")
-    })
-}
 
 /// Waits until all `n` tasks of this iteration have been polled once.
 async fn all_started(n: usize) {
@@ -133,10 +106,10 @@ fn shutdown(c: &mut Criterion) {
         }
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::new("token_tracker", n), &n, |b, &n| {
-            b.iter_custom(|iters| drive(&rt, iters, n, token_tracker));
+            b.iter_custom(|iters| drive(&rt, iters, move || token_tracker(n)));
         });
         group.bench_with_input(BenchmarkId::new("taskward", n), &n, |b, &n| {
-            b.iter_custom(|iters| drive(&rt, iters, n, taskward));
+            b.iter_custom(|iters| drive(&rt, iters, move || taskward(n)));
         });
     }
     group.finish();

@@ -18,15 +18,16 @@
 //! cargo bench -p taskward --bench spawn_join -- --warm-up-time 1 --measurement-time 2 --sample-size 10
 //! ```
 
+mod common;
+
 use std::convert::Infallible;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
+use common::{drive, runtime};
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use taskward::Scope;
-use tokio::runtime::Runtime;
 use tokio::task::JoinSet;
 use tokio_graceful_shutdown::{SubsystemBuilder, SubsystemHandle, Toplevel};
 use tokio_util::task::TaskTracker;
@@ -37,33 +38,6 @@ const TASKS: usize = 100_000;
 /// Subsystems started per iteration for tokio-graceful-shutdown. It holds 100,000
 /// subsystems, so it runs the same count as the others; the count is in the bench id.
 const SUBSYSTEMS: usize = TASKS;
-
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a 2-worker tokio runtime can be built")
-}
-
-/// Runs `iters` iterations of `one` inside a task on `rt` and sums the times they report.
-fn drive<F, Fut>(rt: &Runtime, iters: u64, one: F) -> Duration
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = Duration> + Send,
-{
-    rt.block_on(async move {
-        tokio::spawn(async move {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                total += one().await;
-            }
-            total
-        })
-        .await
-        .expect("the driver task does not panic")
-    })
-}
 
 async fn tokio_spawn(n: usize) -> Duration {
     let mut handles = Vec::with_capacity(n);
