@@ -11,6 +11,7 @@
 pub struct ReadmeDoctests;
 
 mod client;
+mod drain;
 mod error;
 mod health;
 mod server;

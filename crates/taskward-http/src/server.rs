@@ -7,16 +7,12 @@
 //! Read [`Server`] first, then [`ServerHandle::shutdown`] for the order of events.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{CONNECTION, HeaderValue};
-use http::{Request, Response, Version};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
@@ -25,6 +21,7 @@ use taskward::{Scope, ShutdownReport, TaskContext};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tower::Service;
 
+use crate::drain::{ConnState, DrainAware};
 use crate::error::ServeError;
 use crate::health::Health;
 use crate::streams::{ConnStreams, Running};
@@ -302,12 +299,8 @@ async fn serve_connection<S>(
 ) where
     S: HttpService,
 {
-    let state = Arc::new(ConnState::default());
-    let service = DrainAware {
-        inner: service,
-        state: state.clone(),
-        health: settings.health.clone(),
-    };
+    let state = Arc::new(ConnState::new(settings.health.clone()));
+    let service = DrainAware::new(service, state.clone());
     let streams = ConnStreams::default();
     let builder = auto::Builder::new(streams.clone());
     let conn = builder
@@ -325,9 +318,8 @@ async fn serve_connection<S>(
             }
             () = running.serve(&streams) => {}
             () = ctx.cancelled(), if phase == Phase::Serving => {
-                state.draining.store(true, Ordering::Release);
-                let idle = state.in_flight.load(Ordering::Acquire) == 0;
-                if idle && !state.http2.load(Ordering::Acquire) {
+                state.start_draining();
+                if state.is_idle() && !state.is_http2() {
                     // An idle HTTP/1 keep-alive connection: its client may be sending the
                     // next request right now. Give it the window; that request is
                     // answered with `Connection: close`.
@@ -364,61 +356,5 @@ fn log_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
     if let Err(error) = result {
         // A peer that goes away mid-request is the peer's business, not a server failure.
         tracing::debug!(%error, "connection ended with an error");
-    }
-}
-
-/// What a connection's service tells its task.
-#[derive(Debug, Default)]
-struct ConnState {
-    in_flight: AtomicUsize,
-    draining: AtomicBool,
-    http2: AtomicBool,
-}
-
-/// Wraps the application's service to count in-flight requests and, once the server
-/// drains, to ask HTTP/1 clients to close after the response.
-#[derive(Clone)]
-struct DrainAware<S> {
-    inner: S,
-    state: Arc<ConnState>,
-    health: Health,
-}
-
-impl<S> Service<Request<Incoming>> for DrainAware<S>
-where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future =
-        std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
-        let state = self.state.clone();
-        let health = self.health.clone();
-        let http2 = request.version() == Version::HTTP_2;
-        if http2 {
-            state.http2.store(true, Ordering::Release);
-        }
-        state.in_flight.fetch_add(1, Ordering::AcqRel);
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = future.await?;
-            // The server-wide flag is set first thing in a shutdown; the connection's own
-            // flag once its task has seen the cancellation.
-            // HTTP/2 has no `Connection` header: its GOAWAY says the same.
-            if !http2 && (health.is_draining() || state.draining.load(Ordering::Acquire)) {
-                response
-                    .headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            state.in_flight.fetch_sub(1, Ordering::AcqRel);
-            Ok(response)
-        })
     }
 }

@@ -1,0 +1,246 @@
+//! Throughput and latency of a small JSON handler served by taskward-http, next to the
+//! same router on plain `axum::serve`; and the shutdown time with 1,000 idle keep-alive
+//! connections open.
+//!
+//! A bounded load generator, loopback only: `CONNECTIONS` keep-alive connections each send
+//! `GET /json` one after another for `SECONDS`, with HTTP/1.1 written by hand, and every
+//! latency is kept. Both servers run on the same 2-worker runtime, one after the other,
+//! under the same load. Prints one table (and a `serve-json:` line for tools).
+//!
+//! ```text
+//! cargo bench -p taskward-http --bench serve
+//! ```
+#![expect(clippy::print_stdout, reason = "a benchmark prints its table")]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::{Json, Router};
+use taskward::Scope;
+use taskward_http::Server;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+/// Keep-alive connections of the load generator.
+const CONNECTIONS: usize = 32;
+/// How long each load run lasts.
+const SECONDS: u64 = 5;
+/// Idle keep-alive connections open during the shutdown measurement.
+const IDLE: usize = 1_000;
+
+fn router() -> Router {
+    Router::new().route(
+        "/json",
+        get(|| async { Json(serde_json::json!({ "ok": true, "items": [1, 2, 3] })) }),
+    )
+}
+
+/// Load figures of one run.
+struct Load {
+    requests: usize,
+    failed: usize,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Load {
+    fn per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Reads one response and checks its status; returns whether it was a 200.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if buf.len() >= end + 4 + length {
+            return head.starts_with("http/1.1 200");
+        }
+    }
+}
+
+/// One keep-alive connection sending requests until `stop`; its latencies.
+async fn client(addr: SocketAddr, stop: Instant) -> (Vec<Duration>, usize) {
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    let mut buf = Vec::with_capacity(4096);
+    let mut stream = TcpStream::connect(addr).await.expect("connect to loopback");
+    stream.set_nodelay(true).expect("nodelay");
+    while Instant::now() < stop {
+        let start = Instant::now();
+        if stream
+            .write_all(b"GET /json HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .await
+            .is_err()
+            || !read_response(&mut stream, &mut buf).await
+        {
+            failed += 1;
+            stream = TcpStream::connect(addr).await.expect("reconnect");
+            continue;
+        }
+        latencies.push(start.elapsed());
+    }
+    (latencies, failed)
+}
+
+async fn load(addr: SocketAddr) -> Load {
+    let started = Instant::now();
+    let stop = started + Duration::from_secs(SECONDS);
+    let clients: Vec<_> = (0..CONNECTIONS)
+        .map(|_| tokio::spawn(client(addr, stop)))
+        .collect();
+    let mut all = Vec::new();
+    let mut failed = 0;
+    for c in clients {
+        let (latencies, f) = c.await.expect("client task");
+        all.extend(latencies);
+        failed += f;
+    }
+    let elapsed = started.elapsed();
+    all.sort_unstable();
+    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
+    Load {
+        requests: all.len(),
+        failed,
+        elapsed,
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
+
+/// Opens `IDLE` keep-alive connections, each after one request, and keeps them open.
+async fn idle_connections(addr: SocketAddr) -> Vec<TcpStream> {
+    let mut open = Vec::with_capacity(IDLE);
+    let mut buf = Vec::new();
+    for _ in 0..IDLE {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET /json HTTP/1.1\r\nHost: bench\r\n\r\n")
+            .await
+            .expect("request");
+        assert!(read_response(&mut stream, &mut buf).await, "served");
+        open.push(stream);
+    }
+    open
+}
+
+/// Runs the load against taskward-http, then measures its shutdown with idle connections.
+async fn taskward_run() -> (Load, Duration, String) {
+    let app = Scope::root("bench");
+    let server = Server::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .serve(&app, router())
+        .expect("open");
+    let addr = server.local_addr();
+    let figures = load(addr).await;
+    let idle = idle_connections(addr).await;
+    let started = Instant::now();
+    let report = server.shutdown(Duration::from_secs(30)).await;
+    let shutdown = started.elapsed();
+    drop(idle);
+    let _ = app.shutdown(Duration::from_secs(1)).await;
+    let outcome = format!(
+        "{} cancelled, {} aborted",
+        report.counts.cancelled, report.counts.aborted
+    );
+    (figures, shutdown, outcome)
+}
+
+/// The same with `axum::serve` and its graceful shutdown.
+async fn axum_run() -> (Load, Duration, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let stop = CancellationToken::new();
+    let signal = stop.clone();
+    let serve = tokio::spawn(async move {
+        axum::serve(listener, router())
+            .with_graceful_shutdown(async move { signal.cancelled().await })
+            .await
+    });
+    let figures = load(addr).await;
+    let idle = idle_connections(addr).await;
+    let started = Instant::now();
+    stop.cancel();
+    serve
+        .await
+        .expect("serve task")
+        .expect("axum::serve ends cleanly");
+    let shutdown = started.elapsed();
+    drop(idle);
+    (figures, shutdown, "graceful".to_owned())
+}
+
+fn run<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a 2-worker runtime")
+        .block_on(future)
+}
+
+fn main() {
+    let (axum, axum_shutdown, axum_outcome) = run(axum_run());
+    let (taskward, taskward_shutdown, taskward_outcome) = run(taskward_run());
+    println!(
+        "GET /json, {CONNECTIONS} keep-alive connections, {SECONDS} s each, 2-worker runtime, loopback"
+    );
+    println!(
+        "{:<22} {:>10} {:>9} {:>9} {:>7} {:>24}",
+        "server", "requests/s", "p50", "p99", "failed", "shutdown, 1,000 idle"
+    );
+    for (name, l, s, o) in [
+        ("axum::serve", &axum, axum_shutdown, &axum_outcome),
+        (
+            "taskward-http",
+            &taskward,
+            taskward_shutdown,
+            &taskward_outcome,
+        ),
+    ] {
+        println!(
+            "{:<22} {:>10.0} {:>9.2?} {:>9.2?} {:>7} {:>12.1?} ({o})",
+            name,
+            l.per_second(),
+            l.p50,
+            l.p99,
+            l.failed,
+            s
+        );
+    }
+    println!(
+        "throughput ratio taskward-http / axum::serve: {:.3}",
+        taskward.per_second() / axum.per_second()
+    );
+    println!(
+        "serve-json: {}",
+        serde_json::json!({
+            "axum_rps": axum.per_second(), "axum_p99_us": axum.p99.as_micros() as u64,
+            "taskward_rps": taskward.per_second(), "taskward_p99_us": taskward.p99.as_micros() as u64,
+            "ratio": taskward.per_second() / axum.per_second(),
+            "axum_shutdown_ms": axum_shutdown.as_secs_f64() * 1000.0,
+            "taskward_shutdown_ms": taskward_shutdown.as_secs_f64() * 1000.0,
+            "requests": [axum.requests, taskward.requests],
+        })
+    );
+}
