@@ -28,6 +28,11 @@ use crate::server::Body;
 /// [`ClientError::Closed`]. Dropping the last handle without `close()` aborts the
 /// client's tasks and logs one warning naming them.
 ///
+/// Not yet covered: name lookups use hyper-util's resolver, which runs `getaddrinfo` on
+/// tokio's blocking pool; a lookup cannot be cancelled, and `close()` does not wait for
+/// one in progress (the blocking thread finishes it and drops the result). Addresses
+/// given as IP literals, as in the tests, never look anything up.
+///
 /// # Examples
 ///
 /// ```no_run
