@@ -379,3 +379,59 @@ fn serves_a_standard_listener_and_reports_a_port_in_use() {
         let _ = app.shutdown(Duration::from_secs(1)).await;
     });
 }
+
+// Asserts: `/healthz` answers 200 whatever the readiness, `/readyz` follows the startup
+// scope (503 until its tasks are done), and `/debug/tasks` lists the live tasks as JSON,
+// the server's connection among them.
+#[test]
+fn health_endpoints_report_liveness_readiness_and_tasks() {
+    harness().run(|app| async move {
+        let startup = app.child("startup").expect("open");
+        let (release, wait) = tokio::sync::oneshot::channel::<()>();
+        startup
+            .spawn("warm_cache", async move {
+                let _ = wait.await;
+            })
+            .expect("open");
+        let health = Health::new();
+        health.ready_after(&app, &startup).expect("open");
+        let server = start(&app, &health, ungated(), ungated(), |s| s).await;
+        let mut client = TcpStream::connect(server.local_addr())
+            .await
+            .expect("connect");
+
+        send_get(&mut client, "/healthz").await;
+        assert_eq!(read_response(&mut client).await.status, 200);
+        send_get(&mut client, "/readyz").await;
+        assert_eq!(
+            read_response(&mut client).await.status,
+            503,
+            "startup not done"
+        );
+
+        release.send(()).expect("warm_cache waits");
+        startup.wait().await;
+        while !health.is_ready() {
+            tokio::task::yield_now().await;
+        }
+        send_get(&mut client, "/readyz").await;
+        assert_eq!(read_response(&mut client).await.status, 200);
+
+        send_get(&mut client, "/debug/tasks").await;
+        let seen = read_response(&mut client).await;
+        let json: serde_json::Value = serde_json::from_str(&seen.body).expect("JSON");
+        let names: Vec<&str> = json["tasks"]
+            .as_array()
+            .expect("a task list")
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        let me = format!("conn {}", client.local_addr().expect("address"));
+        assert!(names.contains(&me.as_str()), "{names:?}");
+        assert!(names.contains(&"accept"), "{names:?}");
+
+        drop(client);
+        let _ = server.shutdown(Duration::from_secs(1)).await;
+        let _ = app.shutdown(Duration::from_secs(1)).await;
+    });
+}
