@@ -112,19 +112,15 @@ fn in_flight_request_completes_then_new_connections_are_refused() {
         send_get(&mut client, "/slow").await;
         entered.notified().await;
 
-        let shutdown = server.shutdown(Duration::from_secs(30));
-        tokio::pin!(shutdown);
-        let response = tokio::select! {
-            _ = &mut shutdown => panic!("shutdown cannot end while a request is in flight"),
-            seen = async {
-                // The handler is released only once the drain has begun.
-                while !health.is_draining() {
-                    tokio::task::yield_now().await;
-                }
-                gate.notify_one();
-                read_response(&mut client).await
-            } => seen,
-        };
+        // Both at once: the shutdown must wait for the handler, which is released only
+        // once the drain has begun; had the connection been cut, the read would fail.
+        let (report, response) = tokio::join!(server.shutdown(Duration::from_secs(30)), async {
+            while !health.is_draining() {
+                tokio::task::yield_now().await;
+            }
+            gate.notify_one();
+            read_response(&mut client).await
+        });
         assert_eq!((response.status, response.body.as_str()), (200, "finally"));
         assert!(
             response.headers.contains("connection: close"),
@@ -132,8 +128,6 @@ fn in_flight_request_completes_then_new_connections_are_refused() {
             response.headers
         );
         assert!(closed_by_server(&mut client).await);
-
-        let report = shutdown.await;
         assert!(report.is_clean(), "{report}");
         assert_eq!(report.phase, Phase::Grace);
         assert!(
