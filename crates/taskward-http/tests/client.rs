@@ -6,17 +6,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{client_tasks, get_request, server, server_connections_gone};
+use common::{client_tasks, get_request, open_fds, server, server_connections_gone};
 use taskward::testing::Harness;
 use taskward_http::{Client, ClientError};
 use tokio::sync::Notify;
-
-/// Open file descriptors of this process (sockets included).
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .expect("/proc/self/fd is readable")
-        .count()
-}
 
 // Asserts, in one test because both count the process's open sockets: (1) `close()` on
 // one handle while a clone is held closes the pooled connections cooperatively (a clean

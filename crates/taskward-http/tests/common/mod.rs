@@ -1,10 +1,11 @@
-//! What the client tests share: a gated test server, requests to it, and counts of what
-//! is still alive.
+//! What the client tests share: a test server (a gated `/slow`, an endless `/stream`),
+//! requests to it, and counts of what is still alive.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+use futures_util::StreamExt;
 use taskward::Scope;
 use taskward_http::{Body, Server, ServerHandle};
 use tokio::sync::Notify;
@@ -19,14 +20,26 @@ pub(crate) fn client_tasks() -> usize {
 }
 
 pub(crate) async fn server(app: &Scope, gate: Arc<Notify>, entered: Arc<Notify>) -> ServerHandle {
-    let router = Router::new().route("/", get(|| async { "hello" })).route(
-        "/slow",
-        get(move || async move {
-            entered.notify_one();
-            gate.notified().await;
-            "late"
-        }),
-    );
+    let router = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .route(
+            "/slow",
+            get(move || async move {
+                entered.notify_one();
+                gate.notified().await;
+                "late"
+            }),
+        )
+        .route(
+            "/stream",
+            // One chunk, then a body that never ends.
+            get(|| async {
+                let first = futures_util::stream::once(async {
+                    Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b"first"))
+                });
+                Body::from_stream(first.chain(futures_util::stream::pending()))
+            }),
+        );
     Server::bind("127.0.0.1:0")
         .await
         .expect("loopback port")
@@ -38,6 +51,13 @@ pub(crate) fn get_request(server: &ServerHandle, path: &str) -> http::Request<Bo
     http::Request::get(format!("http://{}{path}", server.local_addr()))
         .body(Body::empty())
         .expect("request")
+}
+
+/// Open file descriptors of this process (sockets included).
+pub(crate) fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd is readable")
+        .count()
 }
 
 /// Waits until the server has no connection left (only its accept task).
