@@ -1,6 +1,8 @@
 //! What the client tests share: a test server (a gated `/slow`, an endless `/stream`),
 //! requests to it, and counts of what is still alive.
 
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
 use std::sync::Arc;
 
 use axum::Router;
