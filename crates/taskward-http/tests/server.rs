@@ -1,6 +1,8 @@
 //! The draining server, over real sockets on 127.0.0.1, with HTTP/1.1 written by hand so
 //! that keep-alive and half-sent requests are exactly what each test says.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,8 +63,8 @@ async fn closed_by_server(stream: &mut TcpStream) -> bool {
     matches!(stream.read(&mut buf).await, Ok(0) | Err(_))
 }
 
-/// A server on 127.0.0.1:0 in `scope` with `/`, a `/slow` handler that waits for `gate`
-/// (after signalling `entered`), and the health endpoints.
+/// A server on 127.0.0.1:0 in `scope` serving the shared test router and the health
+/// endpoints.
 async fn start(
     scope: &Scope,
     health: &Health,
@@ -70,17 +72,7 @@ async fn start(
     entered: Arc<Notify>,
     configure: impl FnOnce(Server) -> Server,
 ) -> ServerHandle {
-    let router = Router::new()
-        .route("/", get(|| async { "hello" }))
-        .route(
-            "/slow",
-            get(move || async move {
-                entered.notify_one();
-                gate.notified().await;
-                "finally"
-            }),
-        )
-        .merge(health.router());
+    let router = common::router(gate, entered).merge(health.router());
     let server = Server::bind("127.0.0.1:0")
         .await
         .expect("loopback port")
@@ -121,7 +113,7 @@ fn in_flight_request_completes_then_new_connections_are_refused() {
             gate.notify_one();
             read_response(&mut client).await
         });
-        assert_eq!((response.status, response.body.as_str()), (200, "finally"));
+        assert_eq!((response.status, response.body.as_str()), (200, "late"));
         assert!(
             response.headers.contains("connection: close"),
             "{}",
@@ -331,7 +323,7 @@ fn h2c_stream_in_flight_completes_after_goaway() {
             .await
             .expect("body")
             .to_bytes();
-        assert_eq!(&body[..], b"finally");
+        assert_eq!(&body[..], b"late");
 
         let report = shutdown.await.expect("shutdown task");
         assert!(report.is_clean(), "{report}");

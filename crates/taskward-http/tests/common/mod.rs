@@ -1,5 +1,5 @@
-//! What the client tests share: a test server (a gated `/slow`, an endless `/stream`),
-//! requests to it, and counts of what is still alive.
+//! What the HTTP tests share: a test router and server (a gated `/slow`, an endless
+//! `/stream`), requests to it, and counts of what is still alive.
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
@@ -21,8 +21,10 @@ pub(crate) fn client_tasks() -> usize {
         .count()
 }
 
-pub(crate) async fn server(app: &Scope, gate: Arc<Notify>, entered: Arc<Notify>) -> ServerHandle {
-    let router = Router::new()
+/// The test router: `/` answers at once, `/slow` signals `entered` then waits for `gate`,
+/// `/stream` sends one chunk and never ends.
+pub(crate) fn router(gate: Arc<Notify>, entered: Arc<Notify>) -> Router {
+    Router::new()
         .route("/", get(|| async { "hello" }))
         .route(
             "/slow",
@@ -41,11 +43,15 @@ pub(crate) async fn server(app: &Scope, gate: Arc<Notify>, entered: Arc<Notify>)
                 });
                 Body::from_stream(first.chain(futures_util::stream::pending()))
             }),
-        );
+        )
+}
+
+/// A server on 127.0.0.1:0 in `app` serving [`router`].
+pub(crate) async fn server(app: &Scope, gate: Arc<Notify>, entered: Arc<Notify>) -> ServerHandle {
     Server::bind("127.0.0.1:0")
         .await
         .expect("loopback port")
-        .serve(app, router)
+        .serve(app, router(gate, entered))
         .expect("open")
 }
 
