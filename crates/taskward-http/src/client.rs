@@ -19,6 +19,7 @@ use taskward::{Scope, ShutdownReport, SpawnError};
 use tokio::sync::Notify;
 
 use crate::error::ClientError;
+use crate::resolve::ScopeResolver;
 use crate::server::Body;
 
 /// A pooled HTTP/1.1 client (plain `http://`), all of whose tasks belong to a scope.
@@ -28,10 +29,11 @@ use crate::server::Body;
 /// [`ClientError::Closed`]. Dropping the last handle without `close()` aborts the
 /// client's tasks and logs one warning naming them.
 ///
-/// Not yet covered: name lookups use hyper-util's resolver, which runs `getaddrinfo` on
-/// tokio's blocking pool; a lookup cannot be cancelled, and `close()` does not wait for
-/// one in progress (the blocking thread finishes it and drops the result). Addresses
-/// given as IP literals, as in the tests, never look anything up.
+/// Name lookups are tasks of the client's scope too (`lookup <host>`), each awaiting
+/// `getaddrinfo` on tokio's blocking pool. `getaddrinfo` cannot be cancelled: `close()`
+/// waits for a lookup in progress until its deadline, then aborts the task (it is named
+/// in the report) and the blocking thread finishes the call on its own, dropping the
+/// answer. IP literals are never looked up.
 ///
 /// # Examples
 ///
@@ -60,7 +62,7 @@ pub struct Client {
 struct Inner {
     scope: Scope,
     /// `None` once closed: dropping the pool closes its idle connections.
-    pool: Mutex<Option<Pooled<HttpConnector, Body>>>,
+    pool: Mutex<Option<Pooled<HttpConnector<ScopeResolver>, Body>>>,
     closed: AtomicBool,
     in_flight: AtomicUsize,
     idle: Notify,
@@ -81,10 +83,11 @@ impl Client {
     /// [`SpawnError`] if `scope` is shutting down.
     pub fn new(scope: &Scope, timeout: Duration) -> Result<Self, SpawnError> {
         let own = scope.child("client")?;
+        let connector = HttpConnector::new_with_resolver(ScopeResolver(own.clone()));
         let pool = Pooled::builder(ScopeExecutor(own.clone()))
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Self::POOL_IDLE_TIMEOUT)
-            .build_http();
+            .build(connector);
         Ok(Self {
             inner: Arc::new(Inner {
                 scope: own,

@@ -14,6 +14,7 @@ mod client;
 mod drain;
 mod error;
 mod health;
+mod resolve;
 mod server;
 mod streams;
 
