@@ -17,6 +17,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use crate::health::Health;
+use crate::requests::RequestCount;
 use crate::server::Body;
 
 /// What a connection's service tells its task, and the task tells its service.
@@ -26,15 +27,17 @@ pub(crate) struct ConnState {
     draining: AtomicBool,
     http2: AtomicBool,
     health: Health,
+    requests: RequestCount,
 }
 
 impl ConnState {
-    pub(crate) fn new(health: Health) -> Self {
+    pub(crate) fn new(health: Health, requests: RequestCount) -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             http2: AtomicBool::new(false),
             health,
+            requests,
         }
     }
 
@@ -92,6 +95,7 @@ where
             self.state.http2.store(true, Ordering::Release);
         }
         self.state.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.state.requests.add_one();
         Answer {
             inner: self.inner.call(request),
             state: self.state.clone(),

@@ -39,3 +39,44 @@ pub enum ClientError {
     #[error("request failed")]
     Request(#[source] hyper_util::client::legacy::Error),
 }
+
+/// A [`Worker`](crate::Worker) could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// A socket passed by the supervisor (`LISTEN_FDS`) is not a TCP listener.
+    #[error("the socket passed as fd {fd} (LISTEN_FDS) is unusable")]
+    Inherit {
+        /// The file descriptor.
+        fd: usize,
+        /// What checking or converting it said.
+        #[source]
+        source: io::Error,
+    },
+    /// No socket was passed, and the fallback address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address as given.
+        addr: String,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// A variable set by the process manager holds a value the worker cannot use.
+    #[error("{var}: expected a non-negative number, found {value:?}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// The signal handlers could not be installed.
+    #[error(transparent)]
+    Signal(#[from] taskward::SignalError),
+    /// A server could not start.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The app scope refused the worker's tasks (it is shutting down).
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}

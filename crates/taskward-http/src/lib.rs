@@ -14,11 +14,15 @@ mod client;
 mod drain;
 mod error;
 mod health;
+mod requests;
 mod resolve;
 mod server;
 mod streams;
+mod worker;
 
 pub use client::Client;
-pub use error::{ClientError, ServeError};
+pub use error::{ClientError, ServeError, WorkerError};
 pub use health::{Health, HealthPaths};
+pub use requests::RequestCount;
 pub use server::{Body, HttpService, Server, ServerHandle};
+pub use worker::{GRACEFUL_TIMEOUT_ENV, MAX_REQUESTS_ENV, Worker};

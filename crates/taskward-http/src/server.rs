@@ -24,6 +24,7 @@ use tower::Service;
 use crate::drain::{ConnState, DrainAware};
 use crate::error::ServeError;
 use crate::health::Health;
+use crate::requests::RequestCount;
 use crate::streams::{ConnStreams, Running};
 
 /// The response body every served service must produce: axum's.
@@ -78,6 +79,7 @@ impl<S> HttpService for S where
 pub struct Server {
     listener: TcpListener,
     health: Health,
+    requests: RequestCount,
     drain_delay: Duration,
     idle_window: Duration,
 }
@@ -94,6 +96,7 @@ impl Server {
         Self {
             listener,
             health: Health::new(),
+            requests: RequestCount::new(),
             drain_delay: Duration::ZERO,
             idle_window: Self::DEFAULT_IDLE_WINDOW,
         }
@@ -141,6 +144,14 @@ impl Server {
         self
     }
 
+    /// The count this server adds each request to (by default, one of its own; see
+    /// [`ServerHandle::requests`]).
+    #[must_use]
+    pub fn requests(mut self, requests: RequestCount) -> Self {
+        self.requests = requests;
+        self
+    }
+
     /// How long to keep accepting after readiness flipped, so that load balancers notice
     /// before connections are refused. Default: zero.
     #[must_use]
@@ -183,6 +194,7 @@ impl Server {
         let settings = Arc::new(Settings {
             idle_window: self.idle_window,
             health: self.health.clone(),
+            requests: self.requests.clone(),
         });
         let listener = self.listener;
         let conns = http.clone();
@@ -191,6 +203,7 @@ impl Server {
         Ok(ServerHandle {
             http,
             health: self.health,
+            requests: self.requests,
             drain_delay: self.drain_delay,
             local_addr,
         })
@@ -201,6 +214,7 @@ impl Server {
 struct Settings {
     idle_window: Duration,
     health: Health,
+    requests: RequestCount,
 }
 
 /// A running [`Server`].
@@ -208,6 +222,7 @@ struct Settings {
 pub struct ServerHandle {
     http: Scope,
     health: Health,
+    requests: RequestCount,
     drain_delay: Duration,
     local_addr: SocketAddr,
 }
@@ -217,6 +232,12 @@ impl ServerHandle {
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The requests this server has begun to answer.
+    #[must_use]
+    pub fn requests(&self) -> &RequestCount {
+        &self.requests
     }
 
     /// The server's scope (`<parent>/http`): its connections are its tasks.
@@ -299,7 +320,7 @@ async fn serve_connection<S>(
 ) where
     S: HttpService,
 {
-    let state = Arc::new(ConnState::new(settings.health.clone()));
+    let state = Arc::new(ConnState::new(settings.health.clone(), settings.requests.clone()));
     let service = DrainAware::new(service, state.clone());
     let streams = ConnStreams::default();
     let builder = auto::Builder::new(streams.clone());

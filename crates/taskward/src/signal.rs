@@ -1,5 +1,6 @@
 //! Unix signals mapped to lifecycle events, once, in one place: SIGTERM / SIGINT ask for
-//! a graceful shutdown (the second one for an immediate one), SIGHUP asks for a reload.
+//! a graceful shutdown (the second one for an immediate one), SIGQUIT for an immediate
+//! one, SIGHUP for a reload.
 //!
 //! Read [`Signals`] first; [`shutdown_on_signals`] is the whole `main` tail of a service.
 
@@ -16,13 +17,14 @@ use crate::shutdown::ShutdownPolicy;
 pub enum SignalEvent {
     /// The first SIGTERM or SIGINT: stop gracefully.
     Shutdown,
-    /// A later SIGTERM or SIGINT: stop now (skip to the abort phase).
+    /// A later SIGTERM or SIGINT, or any SIGQUIT (a process manager's fast stop): stop
+    /// now (skip to the abort phase).
     Immediate,
     /// SIGHUP: reload (configuration, or a rolling restart under a process manager).
     Reload,
 }
 
-/// The process's SIGTERM, SIGINT and SIGHUP, as a stream of [`SignalEvent`]s.
+/// The process's SIGTERM, SIGINT, SIGQUIT and SIGHUP, as a stream of [`SignalEvent`]s.
 ///
 /// Installing it replaces the default action of those signals (terminate) for the life of
 /// the process, as any tokio signal listener does.
@@ -49,6 +51,7 @@ pub enum SignalEvent {
 pub struct Signals {
     term: Signal,
     int: Signal,
+    quit: Signal,
     hup: Signal,
     stops: u32,
 }
@@ -70,6 +73,7 @@ impl Signals {
         Ok(Self {
             term: install(SignalKind::terminate(), "SIGTERM")?,
             int: install(SignalKind::interrupt(), "SIGINT")?,
+            quit: install(SignalKind::quit(), "SIGQUIT")?,
             hup: install(SignalKind::hangup(), "SIGHUP")?,
             stops: 0,
         })
@@ -85,6 +89,11 @@ impl Signals {
         let name = tokio::select! {
             Some(()) = self.term.recv() => "SIGTERM",
             Some(()) = self.int.recv() => "SIGINT",
+            Some(()) = self.quit.recv() => {
+                self.stops += 1;
+                tracing::warn!(signal = "SIGQUIT", "immediate shutdown requested");
+                return SignalEvent::Immediate;
+            }
             Some(()) = self.hup.recv() => {
                 tracing::info!(signal = "SIGHUP", "reload requested");
                 return SignalEvent::Reload;

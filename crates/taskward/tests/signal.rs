@@ -14,7 +14,7 @@ fn raise(signal: Signal) {
 
 // Asserts: SIGHUP is a reload; the first SIGTERM starts a graceful shutdown that would
 // wait its full 60 s for a stubborn task; the second stop signal (SIGINT) skips it to the
-// abort phase.
+// abort phase; SIGQUIT (a process manager's fast stop) is immediate even as the first.
 #[test]
 fn first_signal_graceful_second_immediate_hup_reload() {
     Harness::multi_thread(2).run(|app| async move {
@@ -48,5 +48,9 @@ fn first_signal_graceful_second_immediate_hup_reload() {
             report.elapsed < Duration::from_secs(60),
             "the second signal cut the grace short"
         );
+
+        let mut fresh = Signals::new().expect("handlers install");
+        raise(Signal::QUIT);
+        assert_eq!(fresh.recv().await, SignalEvent::Immediate);
     });
 }

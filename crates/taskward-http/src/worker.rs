@@ -1,0 +1,301 @@
+//! A service run as a worker of a process manager (`taskward serve`, or systemd), or
+//! alone: the listening sockets it is handed, readiness and heartbeats it reports, and the
+//! signals that stop it.
+//!
+//! Read [`Worker`]. The protocols are systemd's: sockets arrive as `LISTEN_FDS` /
+//! `LISTEN_PID` (fd 3 on), and state goes out as datagrams to `NOTIFY_SOCKET`
+//! (`READY=1`, `STOPPING=1`, `WATCHDOG=1`, `STATUS=…`, and `X_TASKWARD_REQUESTS=<n>`, the
+//! requests begun so far, which `taskward serve` reads for `--max-requests`).
+
+use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
+use std::time::Duration;
+
+use axum::Router;
+use sd_notify::NotifyState;
+use taskward::signal::{SignalEvent, Signals};
+use taskward::{Scope, ShutdownReport, TaskContext};
+
+use crate::error::WorkerError;
+use crate::health::Health;
+use crate::requests::RequestCount;
+use crate::server::{Server, ServerHandle};
+
+/// The requests after which the process manager wants this worker replaced (it passes
+/// the limit, jitter included; the worker reports the moment it is reached).
+pub const MAX_REQUESTS_ENV: &str = "TASKWARD_MAX_REQUESTS";
+/// The process manager's graceful timeout, in seconds: the worker's shutdown deadline is
+/// nine tenths of it, so that it reports before the manager's SIGKILL.
+pub const GRACEFUL_TIMEOUT_ENV: &str = "TASKWARD_GRACEFUL_TIMEOUT";
+
+/// How often the requests served are reported when they change, at most.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// An HTTP service run as a worker: serves on the sockets a supervisor passed (or binds
+/// its own when run alone), says `READY=1` once the app's startup tasks are done, sends
+/// heartbeats and request counts from a tracked task, and turns SIGTERM into a graceful
+/// shutdown of the server and the app (`STOPPING=1` first). A second SIGTERM or SIGINT,
+/// or a SIGQUIT, skips to the abort.
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), taskward_http::WorkerError> {
+/// use axum::{Router, routing::get};
+/// use taskward::Scope;
+/// use taskward_http::Worker;
+///
+/// let app = Scope::root("app");
+/// let startup = app.child("startup")?;
+/// startup.spawn("warm_cache", async { /* ... */ })?;
+/// let router = Router::new().route("/", get(|| async { "hello" }));
+/// let report = Worker::listen("127.0.0.1:8000")?.run(&app, &startup, router).await?;
+/// assert!(report.is_clean(), "{report}");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Worker {
+    listeners: Vec<StdListener>,
+    deadline: Duration,
+    drain_delay: Duration,
+    max_requests: Option<u64>,
+    watchdog: Option<Duration>,
+}
+
+impl Worker {
+    /// The shutdown deadline when no supervisor says otherwise: Gunicorn's default
+    /// graceful timeout.
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+    /// Takes the TCP listeners a supervisor passed (`LISTEN_FDS`, checked against
+    /// `LISTEN_PID`), or, when none were passed, binds `addr`.
+    ///
+    /// The variables are read and unset, as `sd_listen_fds(1)` does, so that programs
+    /// this one starts do not take the sockets for theirs: call it at the start of
+    /// `main`, before other threads read the environment.
+    ///
+    /// # Errors
+    ///
+    /// [`WorkerError::Inherit`] if a passed socket is not a TCP listener;
+    /// [`WorkerError::Bind`] if `addr` cannot be bound; [`WorkerError::Env`] if a
+    /// `TASKWARD_*` variable holds a bad value.
+    pub fn listen(addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<Self, WorkerError> {
+        let mut passed = listenfd::ListenFd::from_env();
+        let mut listeners = Vec::with_capacity(passed.len());
+        for index in 0..passed.len() {
+            match passed.take_tcp_listener(index) {
+                Ok(Some(listener)) => listeners.push(listener),
+                Ok(None) => {}
+                Err(source) => return Err(WorkerError::Inherit { fd: 3 + index, source }),
+            }
+        }
+        if listeners.is_empty() {
+            let shown = format!("{addr:?}");
+            let listener =
+                StdListener::bind(addr).map_err(|source| WorkerError::Bind { addr: shown, source })?;
+            listeners.push(listener);
+        }
+        let seconds = |var: &'static str| -> Result<Option<f64>, WorkerError> {
+            match std::env::var(var) {
+                Err(_) => Ok(None),
+                Ok(value) => match value.parse::<f64>() {
+                    Ok(n) if n.is_finite() && n >= 0.0 => Ok(Some(n)),
+                    _ => Err(WorkerError::Env { var, value }),
+                },
+            }
+        };
+        let deadline = seconds(GRACEFUL_TIMEOUT_ENV)?
+            .map_or(Self::DEFAULT_DEADLINE, |s| Duration::from_secs_f64(s * 0.9));
+        let max_requests = match std::env::var(MAX_REQUESTS_ENV) {
+            Err(_) => None,
+            Ok(value) => match value.parse::<u64>() {
+                Ok(0) => None,
+                Ok(n) => Some(n),
+                Err(_) => return Err(WorkerError::Env { var: MAX_REQUESTS_ENV, value }),
+            },
+        };
+        Ok(Self {
+            listeners,
+            deadline,
+            drain_delay: Duration::ZERO,
+            max_requests,
+            watchdog: sd_notify::watchdog_enabled(),
+        })
+    }
+
+    /// The graceful shutdown's deadline (by default nine tenths of the supervisor's
+    /// graceful timeout, or [`DEFAULT_DEADLINE`](Self::DEFAULT_DEADLINE)).
+    #[must_use]
+    pub fn shutdown_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// How long to keep accepting after readiness flips (see [`Server::drain_delay`]).
+    /// Under `taskward serve` leave it at zero: the manager stops a worker only once
+    /// another accepts on the same socket.
+    #[must_use]
+    pub fn drain_delay(mut self, delay: Duration) -> Self {
+        self.drain_delay = delay;
+        self
+    }
+
+    /// The addresses served.
+    #[must_use]
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves `router` (with `/healthz`, `/readyz` and `/debug/tasks` merged in) in
+    /// `app` until a stop signal, then shuts the servers and `app` down within the
+    /// deadline.
+    ///
+    /// `/readyz` turns ready, and `READY=1` is sent, once every task of `startup` has
+    /// ended.
+    ///
+    /// # Return Value
+    ///
+    /// The report of `app`'s shutdown.
+    ///
+    /// # Errors
+    ///
+    /// [`WorkerError`] if the signal handlers, the servers or the worker's own tasks
+    /// cannot start.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before a signal, the servers keep serving in `app`; dropped during the
+    /// shutdown, the shutdown goes on (see [`taskward::ShutdownFuture`]).
+    pub async fn run(
+        self,
+        app: &Scope,
+        startup: &Scope,
+        router: Router,
+    ) -> Result<ShutdownReport, WorkerError> {
+        let mut signals = Signals::new()?;
+        let health = Health::new();
+        health.ready_after(app, startup)?;
+        let requests = RequestCount::new();
+        let router = router.merge(health.router());
+        let mut servers = Vec::with_capacity(self.listeners.len());
+        for listener in self.listeners {
+            let server = Server::from_std(listener)?
+                .health(health.clone())
+                .requests(requests.clone())
+                .drain_delay(self.drain_delay)
+                .serve(app, router.clone())?;
+            tracing::info!(addr = %server.local_addr(), "worker serving");
+            servers.push(server);
+        }
+        let report = Reporter {
+            startup: startup.clone(),
+            requests,
+            watchdog: self.watchdog,
+            max_requests: self.max_requests,
+        };
+        app.task("notify").spawn_with(move |ctx| report.run(ctx))?;
+
+        loop {
+            tokio::select! {
+                event = signals.recv() => match event {
+                    SignalEvent::Reload => tracing::info!("SIGHUP ignored: the process manager reloads by replacing workers"),
+                    SignalEvent::Immediate => {
+                        notify(&[NotifyState::Stopping]);
+                        return Ok(app.abort_now().await);
+                    }
+                    _ => break,
+                },
+                () = app.cancelled() => break,
+            }
+        }
+        notify(&[NotifyState::Stopping]);
+        Ok(stop(app, servers, self.deadline, &mut signals).await)
+    }
+}
+
+/// The graceful stop: every server drains, then the app's own tasks stop, all within
+/// `deadline`; a second stop signal skips to the abort.
+async fn stop(
+    app: &Scope,
+    servers: Vec<ServerHandle>,
+    deadline: Duration,
+    signals: &mut Signals,
+) -> ShutdownReport {
+    let started = tokio::time::Instant::now();
+    let drained = futures_util::future::join_all(servers.into_iter().map(|s| s.shutdown(deadline)));
+    let graceful = async move {
+        for report in drained.await {
+            tracing::info!(%report, "server stopped");
+        }
+        app.shutdown(deadline.saturating_sub(started.elapsed())).await
+    };
+    tokio::pin!(graceful);
+    loop {
+        tokio::select! {
+            report = &mut graceful => return report,
+            event = signals.recv() => if event != SignalEvent::Reload {
+                // The shutdown above is the same one: it ends at once.
+                drop(app.abort_now());
+            },
+        }
+    }
+}
+
+/// What the worker tells its supervisor, from a task of the app's.
+struct Reporter {
+    startup: Scope,
+    requests: RequestCount,
+    watchdog: Option<Duration>,
+    max_requests: Option<u64>,
+}
+
+impl Reporter {
+    async fn run(self, ctx: TaskContext) {
+        tokio::select! {
+            () = self.startup.wait() => notify(&[NotifyState::Ready, NotifyState::Status("serving")]),
+            () = ctx.cancelled() => return,
+        }
+        // systemd's advice: heartbeat at half the watchdog interval.
+        let every = self.watchdog.map_or(REPORT_EVERY, |w| (w / 2).min(REPORT_EVERY));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reported = 0;
+        let mut limit = self.max_requests;
+        loop {
+            tokio::select! {
+                () = ctx.cancelled() => return,
+                _ = tick.tick() => {}
+                () = self.requests.reached(limit.unwrap_or(0)), if limit.is_some() => {
+                    // Reported now rather than at the next tick, so that the manager
+                    // replaces the worker close to the limit. Once is enough.
+                    limit = None;
+                }
+            }
+            let served = self.requests.get();
+            let count = format!("X_TASKWARD_REQUESTS={served}");
+            let mut states = Vec::with_capacity(2);
+            if self.watchdog.is_some() {
+                states.push(NotifyState::Watchdog);
+            }
+            if served != reported {
+                states.push(NotifyState::Custom(&count));
+                reported = served;
+            }
+            if !states.is_empty() {
+                notify(&states);
+            }
+        }
+    }
+}
+
+/// Sends `states` to the supervisor, if there is one; a failure is logged, not fatal (the
+/// supervisor acts on missing heartbeats itself).
+fn notify(states: &[NotifyState<'_>]) {
+    if let Err(error) = sd_notify::notify(states) {
+        tracing::warn!(%error, "cannot notify the supervisor");
+    }
+}
