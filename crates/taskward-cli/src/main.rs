@@ -1,11 +1,15 @@
 //! `taskward`, the command: parses the command line and hands over to the library. Read
-//! [`taskward_cli::config`] for the flags of `taskward serve`.
+//! [`taskward_cli::serve`] for `taskward serve`.
 
 use std::error::Error;
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use taskward_cli::config::{ServeConfig, ServeFlags};
+use taskward_cli::master::Outcome;
+use taskward_cli::serve::{DEFAULT_ADMIN_SOCKET, EXIT_CLEAN, EXIT_CONFIG, EXIT_KILLED, EXIT_START};
 
 /// A process manager for services built on taskward, or any program that speaks systemd's
 /// socket activation and readiness notification.
@@ -19,45 +23,107 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Listen on the bound addresses and keep workers running the program.
-    Serve(ServeFlags),
+    Serve(Box<ServeFlags>),
+    /// Show the workers of a running `taskward serve` and its recent restarts.
+    Status {
+        /// The master's admin socket.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_ADMIN_SOCKET)]
+        admin_socket: PathBuf,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Used by `taskward serve` to start a worker: sets LISTEN_PID, then runs PROGRAM.
+    #[command(hide = true)]
+    ExecWorker {
+        #[arg(last = true, required = true)]
+        program: Vec<OsString>,
+    },
 }
-
-/// Exit status for a bad configuration, as for bad flags (clap's own).
-const EXIT_CONFIG: u8 = 2;
 
 #[expect(
     clippy::print_stderr,
-    reason = "the binary's only output before logging is set up"
+    clippy::print_stdout,
+    reason = "the command's own output and its errors before logging is set up"
 )]
 fn main() -> ExitCode {
-    let Command::Serve(flags) = Cli::parse().command;
-    let config = match std::env::current_dir()
-        .map_err(|error| Box::new(error) as Box<dyn Error>)
-        .and_then(|cwd| {
-            Ok(ServeConfig::load(
-                flags,
-                |name| std::env::var_os(name),
-                &cwd,
-            )?)
-        }) {
-        Ok(config) => config,
-        Err(error) => {
-            eprint!("taskward: {error}");
-            let mut source = error.source();
-            while let Some(cause) = source {
-                eprint!(": {cause}");
-                source = cause.source();
-            }
-            eprintln!();
-            return ExitCode::from(EXIT_CONFIG);
+    match Cli::parse().command {
+        Command::ExecWorker { program } => {
+            let (program, args) = program.split_first().expect("clap requires one");
+            let error = taskward_cli::exec::exec_worker(program, args);
+            eprintln!(
+                "taskward: cannot execute {}: {error}",
+                program.to_string_lossy()
+            );
+            // What shells answer for a command that could not be run.
+            ExitCode::from(127)
         }
-    };
-    // The master (supervision of the workers) is not written yet.
-    eprintln!(
-        "taskward: serve: {} worker(s) of {:?} on {} address(es): the process manager is not implemented yet",
-        config.workers,
-        config.program,
-        config.bind.len()
-    );
-    ExitCode::FAILURE
+        Command::Status { admin_socket, json } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => return fail(&error, EXIT_START),
+            };
+            match runtime.block_on(taskward_cli::admin::query(&admin_socket)) {
+                Ok(status) if json => match serde_json::to_string_pretty(&status) {
+                    Ok(text) => {
+                        println!("{text}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => fail(&error, EXIT_START),
+                },
+                Ok(status) => {
+                    print!("{status}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error, EXIT_START),
+            }
+        }
+        Command::Serve(flags) => {
+            let loaded = std::env::current_dir()
+                .map_err(|error| Box::new(error) as Box<dyn Error>)
+                .and_then(|cwd| {
+                    Ok(ServeConfig::load(
+                        *flags,
+                        |name| std::env::var_os(name),
+                        &cwd,
+                    )?)
+                });
+            let config = match loaded {
+                Ok(config) => config,
+                Err(error) => return fail(error.as_ref(), EXIT_CONFIG),
+            };
+            init_logs();
+            match taskward_cli::serve::run(config) {
+                Ok(Outcome::Clean) => ExitCode::from(EXIT_CLEAN),
+                Ok(Outcome::Killed) => ExitCode::from(EXIT_KILLED),
+                Err(error) => fail(&error, EXIT_START),
+            }
+        }
+    }
+}
+
+/// Prints `error` and its causes on one line; returns `code`.
+#[expect(clippy::print_stderr, reason = "the command's error output")]
+fn fail(error: &dyn Error, code: u8) -> ExitCode {
+    let mut line = format!("taskward: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    eprintln!("{line}");
+    ExitCode::from(code)
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: `info`).
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

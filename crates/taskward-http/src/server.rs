@@ -320,7 +320,10 @@ async fn serve_connection<S>(
 ) where
     S: HttpService,
 {
-    let state = Arc::new(ConnState::new(settings.health.clone(), settings.requests.clone()));
+    let state = Arc::new(ConnState::new(
+        settings.health.clone(),
+        settings.requests.clone(),
+    ));
     let service = DrainAware::new(service, state.clone());
     let streams = ConnStreams::default();
     let builder = auto::Builder::new(streams.clone());

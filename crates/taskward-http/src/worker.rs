@@ -87,13 +87,20 @@ impl Worker {
             match passed.take_tcp_listener(index) {
                 Ok(Some(listener)) => listeners.push(listener),
                 Ok(None) => {}
-                Err(source) => return Err(WorkerError::Inherit { fd: 3 + index, source }),
+                Err(source) => {
+                    return Err(WorkerError::Inherit {
+                        fd: 3 + index,
+                        source,
+                    });
+                }
             }
         }
         if listeners.is_empty() {
             let shown = format!("{addr:?}");
-            let listener =
-                StdListener::bind(addr).map_err(|source| WorkerError::Bind { addr: shown, source })?;
+            let listener = StdListener::bind(addr).map_err(|source| WorkerError::Bind {
+                addr: shown,
+                source,
+            })?;
             listeners.push(listener);
         }
         let seconds = |var: &'static str| -> Result<Option<f64>, WorkerError> {
@@ -112,7 +119,12 @@ impl Worker {
             Ok(value) => match value.parse::<u64>() {
                 Ok(0) => None,
                 Ok(n) => Some(n),
-                Err(_) => return Err(WorkerError::Env { var: MAX_REQUESTS_ENV, value }),
+                Err(_) => {
+                    return Err(WorkerError::Env {
+                        var: MAX_REQUESTS_ENV,
+                        value,
+                    });
+                }
             },
         };
         Ok(Self {
@@ -231,7 +243,8 @@ async fn stop(
         for report in drained.await {
             tracing::info!(%report, "server stopped");
         }
-        app.shutdown(deadline.saturating_sub(started.elapsed())).await
+        app.shutdown(deadline.saturating_sub(started.elapsed()))
+            .await
     };
     tokio::pin!(graceful);
     loop {
@@ -260,7 +273,9 @@ impl Reporter {
             () = ctx.cancelled() => return,
         }
         // systemd's advice: heartbeat at half the watchdog interval.
-        let every = self.watchdog.map_or(REPORT_EVERY, |w| (w / 2).min(REPORT_EVERY));
+        let every = self
+            .watchdog
+            .map_or(REPORT_EVERY, |w| (w / 2).min(REPORT_EVERY));
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reported = 0;

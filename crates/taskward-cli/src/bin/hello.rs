@@ -1,0 +1,83 @@
+//! `taskward-hello`: the smallest taskward-http worker, for trying `taskward serve` and
+//! for its tests.
+//!
+//! ```text
+//! taskward serve -w 2 -b 127.0.0.1:8000 -- taskward-hello
+//! curl 127.0.0.1:8000/          # hello from <pid>
+//! curl 127.0.0.1:8000/slow/500   # answers after 500 ms
+//! ```
+//!
+//! `HELLO_STARTUP_MS` delays readiness by a startup task of that length (default 0).
+//! Run alone, it binds 127.0.0.1:8000.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Path;
+use axum::routing::get;
+use taskward::Scope;
+use taskward_http::Worker;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // Before the runtime's threads: the socket variables are read and unset here.
+    let worker = match Worker::listen("127.0.0.1:8000") {
+        Ok(worker) => worker,
+        Err(error) => {
+            tracing::error!(error = %error, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    let startup_ms = std::env::var("HELLO_STARTUP_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(0);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "no runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let app = Scope::root("hello");
+        let started = async {
+            let startup = app.child("startup")?;
+            startup.spawn("warm_up", async move {
+                tokio::time::sleep(Duration::from_millis(startup_ms)).await;
+            })?;
+            let pid = std::process::id();
+            let router = Router::new()
+                .route(
+                    "/",
+                    get(move || async move { format!("hello from {pid}\n") }),
+                )
+                .route(
+                    "/slow/{ms}",
+                    get(|Path(ms): Path<u64>| async move {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        format!("slept {ms} ms\n")
+                    }),
+                );
+            worker.run(&app, &startup, router).await
+        };
+        match started.await {
+            Ok(report) if report.is_clean() => ExitCode::SUCCESS,
+            Ok(report) => {
+                tracing::warn!(%report, "stopped, not cleanly");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                tracing::error!(%error, "worker failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

@@ -1,0 +1,118 @@
+//! The listening sockets the master binds once and hands to every worker.
+//!
+//! Read [`bind_all`]. TCP sockets get `SO_REUSEADDR` (a restarted master binds again at
+//! once, past connections in `TIME_WAIT`) and the configured backlog; a unix socket path
+//! left by a master that died is removed first, but one that still answers is an error.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketType, sockopt};
+
+use crate::config::BindAddr;
+
+/// A listening socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListenError {
+    /// Binding or listening failed: in use, not local, no permission.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address, as configured.
+        addr: String,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// A unix socket path is served by a running process.
+    #[error("cannot listen on unix:{}: another process is accepting there", path.display())]
+    InUse {
+        /// The path.
+        path: PathBuf,
+    },
+}
+
+/// Binds every address, in order.
+///
+/// # Errors
+///
+/// [`ListenError`] naming the first address that failed.
+pub fn bind_all(addrs: &[BindAddr], backlog: i32) -> Result<Vec<OwnedFd>, ListenError> {
+    addrs
+        .iter()
+        .map(|addr| match addr {
+            BindAddr::Tcp(addr) => bind_tcp(*addr, backlog).map_err(|source| ListenError::Bind {
+                addr: addr.to_string(),
+                source,
+            }),
+            BindAddr::Unix(path) => bind_unix(path, backlog),
+        })
+        .collect()
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let socket = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?;
+    sockopt::set_socket_reuseaddr(&socket, true)?;
+    rustix::net::bind(&socket, &addr)?;
+    rustix::net::listen(&socket, backlog)?;
+    Ok(socket)
+}
+
+fn bind_unix(path: &Path, backlog: i32) -> Result<OwnedFd, ListenError> {
+    let failed = |source: io::Error| ListenError::Bind {
+        addr: format!("unix:{}", path.display()),
+        source,
+    };
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ListenError::InUse {
+                path: path.to_owned(),
+            });
+        }
+        // Nobody answers: a socket file left by a process that died.
+        std::fs::remove_file(path).map_err(failed)?;
+    }
+    let address = SocketAddrUnix::new(path).map_err(|e| failed(e.into()))?;
+    let socket = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| failed(e.into()))?;
+    rustix::net::bind(&socket, &address).map_err(|e| failed(e.into()))?;
+    rustix::net::listen(&socket, backlog).map_err(|e| failed(e.into()))?;
+    Ok(socket)
+}
+
+/// The sockets this master was itself handed (socket activation: `LISTEN_FDS`, checked
+/// against `LISTEN_PID`), in order; empty when none were. Reads and unsets the variables;
+/// call it before other threads start.
+///
+/// # Errors
+///
+/// What checking a passed descriptor said, if it is not a listening socket.
+pub fn inherited() -> io::Result<Vec<OwnedFd>> {
+    let mut passed = listenfd::ListenFd::from_env();
+    let mut sockets = Vec::with_capacity(passed.len());
+    for index in 0..passed.len() {
+        // A socket of the wrong kind is left in place by `take_*`: try TCP, then unix.
+        let socket = match passed.take_tcp_listener(index) {
+            Ok(tcp) => tcp.map(OwnedFd::from),
+            Err(_) => passed.take_unix_listener(index)?.map(OwnedFd::from),
+        };
+        sockets.extend(socket);
+    }
+    Ok(sockets)
+}

@@ -1,0 +1,159 @@
+//! `taskward serve` from start to exit: check the program, take or bind the sockets, make
+//! the private directory of the notify socket, run the [`Master`], clean up.
+//!
+//! Read [`run`]; [`ExitCode`s](EXIT_KILLED) say how it ended.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::config::ServeConfig;
+use crate::listen::{ListenError, bind_all, inherited};
+use crate::master::{Master, Outcome};
+
+/// Exit code: every worker stopped in time.
+pub const EXIT_CLEAN: u8 = 0;
+/// Exit code: the master could not start (program, sockets, directories).
+pub const EXIT_START: u8 = 1;
+/// Exit code: bad flags or configuration (as clap's own usage errors).
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code: stopped, but a worker had to be killed at the stop deadline.
+pub const EXIT_KILLED: u8 = 3;
+
+/// Where the admin socket is when the configuration names none: in the working
+/// directory, where `taskward status` run from the same place finds it.
+pub const DEFAULT_ADMIN_SOCKET: &str = "taskward.sock";
+
+/// `taskward serve` could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The program is not there.
+    #[error("program not found: {}", .0.display())]
+    ProgramNotFound(PathBuf),
+    /// The program is there but cannot be run.
+    #[error("program is not executable: {}", .0.display())]
+    NotExecutable(PathBuf),
+    /// A listening socket could not be bound.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    /// A socket passed by this master's own supervisor is unusable.
+    #[error("the sockets passed in LISTEN_FDS are unusable")]
+    Inherit(#[source] io::Error),
+    /// The runtime, its directory or the master's sockets could not be set up.
+    #[error("cannot set up: {0}")]
+    Setup(#[source] io::Error),
+}
+
+/// Runs `taskward serve` with `config` until it is stopped by a signal.
+///
+/// Call it from `main` before any other thread starts: socket activation variables are
+/// read and unset here.
+///
+/// # Errors
+///
+/// [`ServeError`] if anything needed to start is missing; once workers run, failures are
+/// logged and handled, not returned.
+pub fn run(config: ServeConfig) -> Result<Outcome, ServeError> {
+    check_program(&config.program)?;
+    let passed = inherited().map_err(ServeError::Inherit)?;
+    let listeners = if passed.is_empty() {
+        let backlog = i32::try_from(config.backlog).unwrap_or(i32::MAX);
+        let bound = bind_all(&config.bind, backlog)?;
+        for addr in &config.bind {
+            tracing::info!(%addr, "listening");
+        }
+        bound
+    } else {
+        tracing::info!(
+            sockets = passed.len(),
+            "using the sockets passed by the supervisor (LISTEN_FDS); --bind ignored"
+        );
+        passed
+    };
+    let dir = RuntimeDir::create().map_err(ServeError::Setup)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Setup)?;
+    runtime.block_on(async {
+        let admin = admin_socket(&config);
+        let master =
+            Master::new(config, listeners, dir.path(), admin).map_err(ServeError::Setup)?;
+        master.run().await.map_err(ServeError::Setup)
+    })
+}
+
+/// The admin socket to bind: the configured one, or the default when it is free to use.
+fn admin_socket(config: &ServeConfig) -> Option<PathBuf> {
+    if let Some(path) = &config.admin_socket {
+        return Some(path.clone());
+    }
+    let default = PathBuf::from(DEFAULT_ADMIN_SOCKET);
+    let taken = default.exists() && std::os::unix::net::UnixStream::connect(&default).is_ok();
+    if taken {
+        tracing::warn!(path = %default.display(), "another master answers on the default admin socket: running without one (set --admin-socket)");
+        return None;
+    }
+    Some(default)
+}
+
+/// Checks that `program` exists and is executable, searching `PATH` for a bare name, so
+/// that a typo is one clear error rather than N crashing workers.
+///
+/// # Errors
+///
+/// [`ServeError::ProgramNotFound`] or [`ServeError::NotExecutable`].
+pub fn check_program(program: &OsStr) -> Result<PathBuf, ServeError> {
+    let path = Path::new(program);
+    let candidates: Vec<PathBuf> = if path.components().count() > 1 || path.is_absolute() {
+        vec![path.to_owned()]
+    } else {
+        std::env::var_os("PATH")
+            .map(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(path))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut found = None;
+    for candidate in candidates {
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+            found.get_or_insert(candidate);
+        }
+    }
+    match found {
+        Some(candidate) => Err(ServeError::NotExecutable(candidate)),
+        None => Err(ServeError::ProgramNotFound(path.to_owned())),
+    }
+}
+
+/// A directory only this user can enter, for the notify socket; removed when dropped.
+struct RuntimeDir(PathBuf);
+
+impl RuntimeDir {
+    fn create() -> io::Result<Self> {
+        let path = std::env::temp_dir().join(format!("taskward-{}", std::process::id()));
+        // Left by an earlier process with the same pid.
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        Ok(Self(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

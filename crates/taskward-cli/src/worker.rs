@@ -1,0 +1,175 @@
+//! A worker process as the master sees it: how it is started (sockets at fd 3 on, its
+//! environment), and what the master knows of it since.
+//!
+//! Read [`Worker::spawn`]. `LISTEN_PID` must be the worker's own pid, which is known only
+//! once it exists; so the master starts `taskward exec-worker -- PROGRAM ARGS` (see
+//! `exec.rs`), which sets `LISTEN_PID` to its pid and execs PROGRAM in its place, keeping
+//! the pid and the sockets.
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use command_fds::{CommandFdExt, FdMapping};
+use tokio::process::{Child, Command};
+
+/// The first file descriptor of passed sockets (systemd's `SD_LISTEN_FDS_START`).
+pub(crate) const LISTEN_FDS_START: i32 = 3;
+
+/// Where a worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Started, not yet `READY=1`.
+    Starting,
+    /// Said `READY=1`: accepting.
+    Ready,
+    /// Asked to stop (`SIGTERM`, or `SIGQUIT` for a fast stop): killed at the deadline.
+    Stopping { kill_at: Instant },
+}
+
+impl State {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Ready => "ready",
+            Self::Stopping { .. } => "stopping",
+        }
+    }
+}
+
+/// Why the master started a worker: to keep the count, or to replace another one
+/// (which is stopped only once this one is ready, so capacity never dips).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Regular,
+    Replacing { old: u64 },
+}
+
+/// One worker process.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    /// The master's own number for it, never reused.
+    pub(crate) id: u64,
+    pub(crate) pid: u32,
+    pub(crate) started: Instant,
+    pub(crate) state: State,
+    pub(crate) role: Role,
+    /// The last `WATCHDOG=1` (or `READY=1`, or the start).
+    pub(crate) last_beat: Instant,
+    /// Requests begun, as last reported.
+    pub(crate) requests: u64,
+    /// Replaced once `requests` reaches it (`--max-requests` plus jitter).
+    pub(crate) max_requests: Option<u64>,
+    /// Queued or being replaced: not to be queued again.
+    pub(crate) replacing: bool,
+    /// `STATUS=` as last reported.
+    pub(crate) status: String,
+}
+
+/// What a worker is started with.
+#[derive(Debug)]
+pub(crate) struct Launch<'a> {
+    /// This executable, which runs `exec-worker`.
+    pub(crate) exec: &'a Path,
+    pub(crate) program: &'a OsString,
+    pub(crate) args: &'a [OsString],
+    pub(crate) listeners: &'a [OwnedFd],
+    pub(crate) notify_socket: &'a Path,
+    /// `WATCHDOG_USEC`, when heartbeats are required.
+    pub(crate) watchdog: Option<Duration>,
+    pub(crate) graceful_timeout: Duration,
+}
+
+impl Worker {
+    /// Starts a worker; the child's handle goes to the caller, which awaits its exit.
+    pub(crate) fn spawn(
+        launch: &Launch<'_>,
+        id: u64,
+        role: Role,
+        max_requests: Option<u64>,
+    ) -> std::io::Result<(Self, Child)> {
+        let mut command = Command::new(launch.exec);
+        command
+            .arg("exec-worker")
+            .arg("--")
+            .arg(launch.program)
+            .args(launch.args)
+            .stdin(Stdio::null())
+            // Inherited from a supervisor of the master's, these are not the worker's.
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("WATCHDOG_USEC")
+            .env("LISTEN_FDS", launch.listeners.len().to_string())
+            .env("NOTIFY_SOCKET", launch.notify_socket)
+            .env("TASKWARD_WORKER_ID", id.to_string())
+            .env(
+                taskward_http::GRACEFUL_TIMEOUT_ENV,
+                launch.graceful_timeout.as_secs_f64().to_string(),
+            )
+            .kill_on_drop(true);
+        match launch.watchdog {
+            Some(every) => command.env("WATCHDOG_USEC", every.as_micros().to_string()),
+            None => command.env_remove("WATCHDOG_USEC"),
+        };
+        match max_requests {
+            Some(limit) => command.env(taskward_http::MAX_REQUESTS_ENV, limit.to_string()),
+            None => command.env_remove(taskward_http::MAX_REQUESTS_ENV),
+        };
+        let mut mappings = Vec::with_capacity(launch.listeners.len());
+        for (fd, child_fd) in launch.listeners.iter().zip(LISTEN_FDS_START..) {
+            mappings.push(FdMapping {
+                parent_fd: fd.as_fd().try_clone_to_owned()?,
+                child_fd,
+            });
+        }
+        command
+            .fd_mappings(mappings)
+            .map_err(|_| std::io::Error::other("passed sockets collide with stdio"))?;
+        let child = command.spawn()?;
+        let pid = child
+            .id()
+            .ok_or_else(|| std::io::Error::other("the worker exited before its pid was read"))?;
+        let now = Instant::now();
+        let worker = Self {
+            id,
+            pid,
+            started: now,
+            state: State::Starting,
+            role,
+            last_beat: now,
+            requests: 0,
+            max_requests,
+            replacing: false,
+            status: String::new(),
+        };
+        Ok((worker, child))
+    }
+
+    /// Counts for keeping the number of workers: not stopping.
+    pub(crate) fn is_active(&self) -> bool {
+        !matches!(self.state, State::Stopping { .. })
+    }
+}
+
+/// An exit status in words: `exit code 3`, or `killed by SIGKILL`.
+pub(crate) fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return format!("exit code {code}");
+    }
+    let name = match status.signal() {
+        Some(1) => "SIGHUP",
+        Some(2) => "SIGINT",
+        Some(3) => "SIGQUIT",
+        Some(6) => "SIGABRT",
+        Some(9) => "SIGKILL",
+        Some(11) => "SIGSEGV",
+        Some(15) => "SIGTERM",
+        Some(number) => return format!("killed by signal {number}"),
+        None => return status.to_string(),
+    };
+    format!("killed by {name}")
+}
