@@ -10,7 +10,20 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 /// Replaces this process with `program`; returns only the error if that failed.
+///
+/// The worker is also asked to get SIGTERM should the master die (`PR_SET_PDEATHSIG`,
+/// kept across `exec`), so that a killed master leaves no worker serving unsupervised:
+/// it drains and stops.
 pub fn exec_worker(program: &OsString, args: &[OsString]) -> std::io::Error {
+    use rustix::process::{Signal, getppid, set_parent_process_death_signal};
+    let master = getppid();
+    if let Err(error) = set_parent_process_death_signal(Some(Signal::TERM)) {
+        return error.into();
+    }
+    // The master may have died before the request was in place.
+    if getppid() != master {
+        return std::io::Error::other("the master exited before the worker started");
+    }
     Command::new(program)
         .args(args)
         .env("LISTEN_PID", std::process::id().to_string())

@@ -61,8 +61,12 @@ pub fn run(config: ServeConfig) -> Result<Outcome, ServeError> {
     let listeners = if passed.is_empty() {
         let backlog = i32::try_from(config.backlog).unwrap_or(i32::MAX);
         let bound = bind_all(&config.bind, backlog)?;
-        for addr in &config.bind {
-            tracing::info!(%addr, "listening");
+        for (addr, socket) in config.bind.iter().zip(&bound) {
+            // The address bound, which for port 0 is not the one asked for.
+            match rustix::net::getsockname(socket).map(std::net::SocketAddr::try_from) {
+                Ok(Ok(actual)) => tracing::info!(addr = %actual, "listening"),
+                _ => tracing::info!(%addr, "listening"),
+            }
         }
         bound
     } else {

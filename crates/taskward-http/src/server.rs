@@ -17,8 +17,9 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use taskward::{Scope, ShutdownReport, TaskContext};
+use taskward::{Scope, ShutdownReport, TaskContext, TaskHandle};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use crate::drain::{ConnState, DrainAware};
@@ -198,9 +199,14 @@ impl Server {
         });
         let listener = self.listener;
         let conns = http.clone();
-        http.task("accept")
-            .spawn_with(move |ctx| accept_loop(ctx, listener, conns, service, settings))?;
+        let stop_accepting = CancellationToken::new();
+        let stop = stop_accepting.clone();
+        let accept = http
+            .task("accept")
+            .spawn_with(move |ctx| accept_loop(ctx, stop, listener, conns, service, settings))?;
         Ok(ServerHandle {
+            accept,
+            stop_accepting,
             http,
             health: self.health,
             requests: self.requests,
@@ -220,6 +226,8 @@ struct Settings {
 /// A running [`Server`].
 #[derive(Debug)]
 pub struct ServerHandle {
+    accept: TaskHandle<()>,
+    stop_accepting: CancellationToken,
     http: Scope,
     health: Health,
     requests: RequestCount,
@@ -265,16 +273,23 @@ impl ServerHandle {
     pub async fn shutdown(self, deadline: Duration) -> ShutdownReport {
         self.health.set_draining();
         tracing::info!(addr = %self.local_addr, drain_delay = ?self.drain_delay, "server draining: not ready");
-        let delay = self.drain_delay.min(deadline);
-        tokio::time::sleep(delay).await;
-        // One signal for all: the accept task stops (its listener closes, so new
-        // connections are refused) as every connection starts to drain.
-        self.http.shutdown(deadline.saturating_sub(delay)).await
+        let started = tokio::time::Instant::now();
+        tokio::time::sleep(self.drain_delay.min(deadline)).await;
+        // Accepting stops first, and only then do the connections drain: a connection
+        // accepted while the scope closes could not be given a task and would be reset.
+        // The listener closes with the accept task, so new connections are refused (or,
+        // when other processes share the socket, left queued for them).
+        self.stop_accepting.cancel();
+        let _ = tokio::time::timeout(deadline.saturating_sub(started.elapsed()), self.accept).await;
+        self.http
+            .shutdown(deadline.saturating_sub(started.elapsed()))
+            .await
     }
 }
 
 async fn accept_loop<S>(
     ctx: TaskContext,
+    stop: CancellationToken,
     listener: TcpListener,
     conns: Scope,
     service: S,
@@ -284,6 +299,10 @@ async fn accept_loop<S>(
 {
     loop {
         let accepted = tokio::select! {
+            // Biased: once asked to stop, take no connection from the queue, where
+            // another process sharing the socket may still accept it.
+            biased;
+            () = stop.cancelled() => break,
             () = ctx.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
@@ -297,6 +316,12 @@ async fn accept_loop<S>(
                 continue;
             }
         };
+        if ctx.is_cancelled() {
+            // The scope was shut down from outside (not through `ServerHandle::shutdown`)
+            // as this connection came in: serve it here, draining, rather than reset it.
+            serve_connection(ctx, stream, service, settings).await;
+            break;
+        }
         let service = service.clone();
         let settings = settings.clone();
         let spawned = conns

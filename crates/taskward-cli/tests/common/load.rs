@@ -1,0 +1,190 @@
+//! A bounded loopback load generator: keep-alive HTTP/1.1 connections, each sending
+//! `GET` after `GET` until stopped, counting what every request got.
+//!
+//! HTTP/1.1 is written by hand so that every failure is seen as it happened: a request
+//! on a keep-alive connection that closed before a response byte (`dropped`: the server
+//! lost a request it had accepted) is told apart from a new connection refused or reset
+//! before its first response (`unaccepted`: no worker ever accepted it), from a response
+//! cut midway, and from an error status.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// What the requests got.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Answered with 200.
+    pub(crate) ok: u64,
+    /// Not answered with 200, for any reason: the sum of the four below.
+    pub(crate) failed: u64,
+    /// Sent on a connection that had been answered before, which closed before any byte
+    /// of this response.
+    pub(crate) dropped: u64,
+    /// A new connection refused, or closed before any byte of its first response.
+    pub(crate) unaccepted: u64,
+    /// The response began and was cut.
+    pub(crate) cut: u64,
+    /// Answered with a status other than 200.
+    pub(crate) status: u64,
+    /// Connections opened.
+    pub(crate) connections: u64,
+}
+
+/// Load in progress.
+pub(crate) struct Load {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    tasks: Vec<JoinHandle<Counts>>,
+}
+
+impl Load {
+    /// Starts `connections` keep-alive connections sending `GET path` to `addr`.
+    pub(crate) fn start(addr: SocketAddr, connections: usize, path: &'static str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicU64::new(0));
+        let tasks = (0..connections)
+            .map(|_| tokio::spawn(connection(addr, path, stop.clone(), done.clone())))
+            .collect();
+        Self { stop, done, tasks }
+    }
+
+    /// Requests answered so far (any outcome).
+    pub(crate) fn requests(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// Waits until at least `n` more requests than now have been answered.
+    pub(crate) async fn run_for(&self, n: u64) {
+        let target = self.requests() + n;
+        while self.requests() < target {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops after each connection's current request; the totals.
+    pub(crate) async fn stop(self) -> Counts {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = Counts::default();
+        for task in self.tasks {
+            let c = task.await.expect("load task");
+            total.ok += c.ok;
+            total.failed += c.failed;
+            total.dropped += c.dropped;
+            total.unaccepted += c.unaccepted;
+            total.cut += c.cut;
+            total.status += c.status;
+            total.connections += c.connections;
+        }
+        total
+    }
+}
+
+async fn connection(
+    addr: SocketAddr,
+    path: &str,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+) -> Counts {
+    let mut counts = Counts::default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut stream: Option<TcpStream> = None;
+    // Whether the connection in `stream` has been answered at least once.
+    let mut answered = false;
+    let mut buf = Vec::with_capacity(4096);
+    while !stop.load(Ordering::Relaxed) {
+        let conn = match stream.as_mut() {
+            Some(conn) => conn,
+            None => match TcpStream::connect(addr).await {
+                Ok(conn) => {
+                    counts.connections += 1;
+                    answered = false;
+                    stream.insert(conn)
+                }
+                Err(_) => {
+                    counts.failed += 1;
+                    counts.unaccepted += 1;
+                    done.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            },
+        };
+        let outcome = match conn.write_all(request.as_bytes()).await {
+            Ok(()) => read_response(conn, &mut buf).await,
+            Err(_) => Outcome::NoResponse,
+        };
+        done.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Outcome::Ok { close } => {
+                counts.ok += 1;
+                answered = true;
+                if close {
+                    stream = None;
+                }
+            }
+            Outcome::Status => {
+                counts.failed += 1;
+                counts.status += 1;
+                answered = true;
+            }
+            Outcome::NoResponse => {
+                counts.failed += 1;
+                if answered {
+                    counts.dropped += 1;
+                } else {
+                    counts.unaccepted += 1;
+                }
+                stream = None;
+            }
+            Outcome::Cut => {
+                counts.failed += 1;
+                counts.cut += 1;
+                stream = None;
+            }
+        }
+    }
+    counts
+}
+
+enum Outcome {
+    Ok { close: bool },
+    Status,
+    NoResponse,
+    Cut,
+}
+
+async fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Outcome {
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) if buf.is_empty() => return Outcome::NoResponse,
+            Ok(0) | Err(_) => return Outcome::Cut,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if buf.len() < end + 4 + length {
+            continue;
+        }
+        if !head.starts_with("http/1.1 200") {
+            return Outcome::Status;
+        }
+        let close = head
+            .lines()
+            .any(|l| l.starts_with("connection:") && l.contains("close"));
+        return Outcome::Ok { close };
+    }
+}

@@ -1,0 +1,159 @@
+//! `taskward serve` under load, end to end: real processes, real signals, a shared socket
+//! on 127.0.0.1, and a bounded load generator counting every request.
+
+mod common;
+
+use common::load::Load;
+use common::{HELLO, Serve, ready_pids, signal_pid};
+use rustix::process::Signal;
+use taskward::testing::Harness;
+
+/// Keep-alive connections of the load.
+const CONNECTIONS: usize = 8;
+
+// Asserts: ten SIGHUP reloads under load each replace every worker, and no request fails
+// (none dropped, none unaccepted, none cut); `taskward status` lists the replacements;
+// SIGTERM then stops everything and the master exits 0.
+#[test]
+fn ten_reloads_under_load_fail_no_request() {
+    Harness::multi_thread(2).run(|_| async move {
+        let mut serve = Serve::start("reload", &["-w", "2", "--", HELLO]);
+        let load = Load::start(serve.addr, CONNECTIONS, "/");
+        load.run_for(200).await;
+        for _ in 0..10 {
+            let before = ready_pids(&serve.status().await);
+            serve.signal(Signal::HUP);
+            serve
+                .wait_status("every worker replaced", |s| {
+                    let now = ready_pids(s);
+                    s.workers.len() == 2
+                        && now.len() == 2
+                        && now.iter().all(|p| !before.contains(p))
+                })
+                .await;
+            // Requests flow through the new workers before the next reload.
+            load.run_for(100).await;
+        }
+        let counts = load.stop().await;
+        assert_eq!(counts.failed, 0, "{counts:?}\n{}", serve.log());
+        assert!(counts.ok >= 1_200, "{counts:?}");
+        let status = serve.status().await;
+        let reloads = status
+            .restarts
+            .iter()
+            .filter(|r| r.reason == "reload (SIGHUP)")
+            .count();
+        assert_eq!(reloads, 20, "two workers replaced per reload:\n{status}");
+
+        serve.signal(Signal::TERM);
+        let exit = serve.wait();
+        assert_eq!(exit.code(), Some(0), "{}", serve.log());
+    });
+}
+
+// Asserts: with `--max-requests 200`, workers are recycled under load (at least two
+// replacements each) and no request fails.
+#[test]
+fn max_requests_recycles_under_load_without_failures() {
+    Harness::multi_thread(2).run(|_| async move {
+        let serve = Serve::start(
+            "max-requests",
+            &[
+                "-w",
+                "2",
+                "--max-requests",
+                "200",
+                "--max-requests-jitter",
+                "20",
+                "--",
+                HELLO,
+            ],
+        );
+        let load = Load::start(serve.addr, CONNECTIONS, "/");
+        serve
+            .wait_status("four recyclings", |s| {
+                s.restarts
+                    .iter()
+                    .filter(|r| r.reason.starts_with("max_requests"))
+                    .count()
+                    >= 4
+            })
+            .await;
+        let counts = load.stop().await;
+        assert_eq!(counts.failed, 0, "{counts:?}\n{}", serve.log());
+        assert!(
+            counts.ok >= 800,
+            "four recyclings take 800 requests: {counts:?}"
+        );
+    });
+}
+
+// Asserts: a worker killed with SIGKILL under load is replaced, the master logs how it
+// died, and only requests in flight on the killed worker fail: at most one per
+// connection.
+#[test]
+fn a_killed_worker_is_replaced_and_costs_only_its_requests() {
+    Harness::multi_thread(2).run(|_| async move {
+        let serve = Serve::start("kill", &["-w", "2", "--", HELLO]);
+        let load = Load::start(serve.addr, CONNECTIONS, "/");
+        load.run_for(200).await;
+        let victim = ready_pids(&serve.status().await)[0];
+        signal_pid(victim, Signal::KILL);
+        let status = serve
+            .wait_status("the killed worker replaced", |s| {
+                let now = ready_pids(s);
+                now.len() == 2 && !now.contains(&victim)
+            })
+            .await;
+        load.run_for(200).await;
+        let counts = load.stop().await;
+        assert!(
+            counts.failed <= CONNECTIONS as u64,
+            "at most the killed worker's in-flight requests: {counts:?}"
+        );
+        assert_eq!(counts.cut + counts.status, 0, "{counts:?}");
+        let reason = status
+            .restarts
+            .iter()
+            .find(|r| r.pid == victim)
+            .map(|r| r.reason.clone());
+        assert_eq!(
+            reason.as_deref(),
+            Some("crashed: killed by SIGKILL"),
+            "{status}"
+        );
+        eprintln!(
+            "kill -9 under load: {} of {} requests failed",
+            counts.failed,
+            counts.ok + counts.failed
+        );
+    });
+}
+
+// Asserts: SIGTERM under load stops every worker gracefully and the master exits 0; no
+// request is dropped on an open connection or cut mid-response (new connections may be
+// refused once the workers have stopped accepting).
+#[test]
+fn sigterm_under_load_answers_every_accepted_request() {
+    Harness::multi_thread(2).run(|_| async move {
+        let mut serve = Serve::start("term", &["-w", "2", "--", HELLO]);
+        let load = Load::start(serve.addr, CONNECTIONS, "/slow/20");
+        load.run_for(100).await;
+        serve.signal(Signal::TERM);
+        let exit = tokio::task::spawn_blocking(move || {
+            let exit = serve.wait();
+            (exit, serve)
+        });
+        let (exit, serve) = exit.await.expect("waited");
+        let counts = load.stop().await;
+        assert_eq!(exit.code(), Some(0), "{}", serve.log());
+        assert_eq!(
+            counts.dropped + counts.cut + counts.status,
+            0,
+            "{counts:?}\n{}",
+            serve.log()
+        );
+        assert_eq!(serve.lines("worker stopped").len(), 2, "{}", serve.log());
+        assert!(serve.lines("exit code 0").len() >= 2, "{}", serve.log());
+    });
+}
