@@ -92,7 +92,10 @@ fn max_requests_recycles_under_load_without_failures() {
 // died, and only requests in flight on the killed worker fail: at most one per
 // connection.
 #[test]
-#[expect(clippy::print_stderr, reason = "the count of failed requests is the figure asked for")]
+#[expect(
+    clippy::print_stderr,
+    reason = "the count of failed requests is the figure asked for"
+)]
 fn a_killed_worker_is_replaced_and_costs_only_its_requests() {
     Harness::multi_thread(2).run(|_| async move {
         let serve = Serve::start("kill", &["-w", "2", "--", HELLO]);

@@ -1,0 +1,166 @@
+//! How `taskward serve` supervises workers that misbehave, or that are not written with
+//! taskward: silent heartbeats, crash loops, a failed reload, foreign datagrams, and a
+//! standard-library Python worker. Real processes, signals and sockets on 127.0.0.1.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+
+use common::load::Load;
+use common::{Serve, ready_pids};
+use rustix::process::Signal;
+use taskward::testing::Harness;
+
+fn fixture(name: &str) -> String {
+    let path: PathBuf = [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", name]
+        .iter()
+        .collect();
+    path.to_string_lossy().into_owned()
+}
+
+// Asserts: a worker that said READY=1 but sends no heartbeat is killed once --timeout
+// passes, the restart names the reason, and a new worker takes its place.
+#[test]
+fn a_worker_without_heartbeats_is_killed_and_replaced() {
+    Harness::multi_thread(2).run(|_| async move {
+        let silent = fixture("silent_worker.py");
+        let serve = Serve::start(
+            "heartbeat",
+            &["-w", "1", "-t", "1", "--", "python3", &silent],
+        );
+        let first = ready_pids(&serve.status().await);
+        let status = serve
+            .wait_status("the silent worker replaced", |s| {
+                s.restarts.iter().any(|r| r.reason == "heartbeat timeout")
+                    && ready_pids(s).iter().any(|p| !first.contains(p))
+            })
+            .await;
+        assert_eq!(status.restarts[0].pid, first[0], "{status}");
+        serve.wait_log("stopped sending heartbeats: SIGKILL");
+    });
+}
+
+// Asserts: a program that exits at once is restarted with a growing delay (no fork
+// storm), and each exit is logged with its status.
+#[test]
+fn a_crash_loop_backs_off() {
+    Harness::multi_thread(2).run(|_| async move {
+        let serve = Serve::spawn(
+            "crash-loop",
+            &["-w", "1", "--", "sh", "-c", "exit 3"],
+            |_| {},
+        );
+        let exits = serve
+            .wait_lines("worker exited unexpectedly", 5)
+            .unwrap_or_else(|| panic!("five crashes:\n{}", serve.log()));
+        assert!(
+            exits.iter().all(|l| l.contains("exit code 3")),
+            "{exits:#?}"
+        );
+        let delays: Vec<f64> = serve
+            .lines("backing off")
+            .iter()
+            .filter_map(|l| l.split("delay=").nth(1))
+            .filter_map(|d| d.split_whitespace().next())
+            .filter_map(|d| {
+                d.strip_suffix("ms")
+                    .and_then(|ms| ms.parse().ok())
+                    .or_else(|| {
+                        d.strip_suffix('s')
+                            .and_then(|s| s.parse::<f64>().ok())
+                            .map(|s| s * 1e3)
+                    })
+            })
+            .collect();
+        assert!(delays.len() >= 3, "{}", serve.log());
+        assert!(
+            delays.windows(2).all(|w| w[1] > w[0]),
+            "each delay longer: {delays:?}"
+        );
+        assert!(delays[0] >= 200.0, "{delays:?}");
+    });
+}
+
+// Asserts: a reload whose new worker exits before READY (a bad deploy) is abandoned, the
+// old workers keep serving, and the master says so.
+#[test]
+fn a_failed_reload_keeps_the_old_workers() {
+    Harness::multi_thread(2).run(|_| async move {
+        let worker = fixture("stdlib_worker.py");
+        let serve = Serve::spawn(
+            "failed-reload",
+            &["-w", "2", "--", "python3", &worker],
+            |command| {
+                command.env("BREAK_IF_EXISTS", "broken");
+            },
+        );
+        serve.wait_log("all workers ready");
+        let before = ready_pids(&serve.status().await);
+        std::fs::write(serve.dir().join("broken"), b"").expect("mark the deploy broken");
+        serve.signal(Signal::HUP);
+        serve.wait_log("replacement worker exited before it was ready");
+        let load = Load::start(serve.addr, 4, "/");
+        load.run_for(100).await;
+        let counts = load.stop().await;
+        assert_eq!(counts.failed, 0, "{counts:?}");
+        let after = ready_pids(&serve.status().await);
+        assert_eq!(after, before, "the old workers still serve");
+    });
+}
+
+// Asserts: datagrams on the notify socket from a process that is not a worker, or that
+// are not notifications, are logged and ignored; the master goes on serving.
+#[test]
+fn foreign_and_malformed_datagrams_are_ignored() {
+    Harness::multi_thread(2).run(|_| async move {
+        let serve = Serve::start("foreign", &["-w", "2", "--", common::HELLO]);
+        let socket = std::env::temp_dir()
+            .join(format!("taskward-{}", serve.pid()))
+            .join("notify.sock");
+        let sender = UnixDatagram::unbound().expect("a datagram socket");
+        sender
+            .send_to(b"READY=1\nX_TASKWARD_REQUESTS=99", &socket)
+            .expect("sent");
+        sender.send_to(b"\xff\xfe not text", &socket).expect("sent");
+        sender.send_to(b"READY=2", &socket).expect("sent");
+        serve.wait_log("not a worker ignored");
+        serve
+            .wait_lines("notify datagram ignored", 2)
+            .expect("both malformed ones logged");
+        let load = Load::start(serve.addr, 4, "/");
+        load.run_for(100).await;
+        let counts = load.stop().await;
+        assert_eq!(counts.failed, 0, "{counts:?}");
+        let status = serve.status().await;
+        assert_eq!(ready_pids(&status).len(), 2, "{status}");
+        assert!(status.workers.iter().all(|w| w.requests != 99), "{status}");
+    });
+}
+
+// Asserts: a worker written with Python's standard library alone (socket activation and
+// sd_notify by hand) is served by `taskward serve`, reloaded on SIGHUP, and stopped by
+// SIGTERM with exit code 0.
+#[test]
+fn a_stdlib_python_worker_runs_under_taskward_serve() {
+    Harness::multi_thread(2).run(|_| async move {
+        let worker = fixture("stdlib_worker.py");
+        let mut serve = Serve::start("python", &["-w", "2", "-t", "5", "--", "python3", &worker]);
+        let load = Load::start(serve.addr, 2, "/");
+        load.run_for(100).await;
+        let before = ready_pids(&serve.status().await);
+        serve.signal(Signal::HUP);
+        serve
+            .wait_status("both python workers replaced", |s| {
+                let now = ready_pids(s);
+                s.workers.len() == 2 && now.len() == 2 && now.iter().all(|p| !before.contains(p))
+            })
+            .await;
+        load.run_for(100).await;
+        let counts = load.stop().await;
+        assert!(counts.ok >= 200, "{counts:?}");
+        serve.signal(Signal::TERM);
+        let exit = serve.wait();
+        assert_eq!(exit.code(), Some(0), "{}", serve.log());
+    });
+}
