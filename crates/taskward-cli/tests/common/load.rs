@@ -58,10 +58,17 @@ impl Load {
         self.done.load(Ordering::Relaxed)
     }
 
-    /// Waits until at least `n` more requests than now have been answered.
+    /// Waits until at least `n` more requests than now have been answered (panics
+    /// after [`PATIENCE`](super::PATIENCE): a test must end by itself).
     pub(crate) async fn run_for(&self, n: u64) {
         let target = self.requests() + n;
+        let deadline = std::time::Instant::now() + super::PATIENCE;
         while self.requests() < target {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {n} requests answered",
+                n - (target - self.requests())
+            );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
     }
