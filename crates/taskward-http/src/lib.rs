@@ -25,4 +25,4 @@ pub use error::{ClientError, ServeError, WorkerError};
 pub use health::{Health, HealthPaths};
 pub use requests::RequestCount;
 pub use server::{Body, HttpService, Server, ServerHandle};
-pub use worker::{GRACEFUL_TIMEOUT_ENV, MAX_REQUESTS_ENV, Worker};
+pub use worker::{DRAIN_DELAY_ENV, GRACEFUL_TIMEOUT_ENV, MAX_REQUESTS_ENV, Worker};

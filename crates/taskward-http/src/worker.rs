@@ -27,6 +27,10 @@ pub const MAX_REQUESTS_ENV: &str = "TASKWARD_MAX_REQUESTS";
 /// nine tenths of it, so that it reports before the manager's SIGKILL.
 pub const GRACEFUL_TIMEOUT_ENV: &str = "TASKWARD_GRACEFUL_TIMEOUT";
 
+/// How long to keep accepting after readiness turns not-ready, in seconds (see
+/// [`Worker::drain_delay`]): set by the deployment, e.g. in a Kubernetes pod spec.
+pub const DRAIN_DELAY_ENV: &str = "TASKWARD_DRAIN_DELAY";
+
 /// How often the requests served are reported when they change, at most.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
@@ -114,6 +118,7 @@ impl Worker {
         };
         let deadline = seconds(GRACEFUL_TIMEOUT_ENV)?
             .map_or(Self::DEFAULT_DEADLINE, |s| Duration::from_secs_f64(s * 0.9));
+        let drain_delay = seconds(DRAIN_DELAY_ENV)?.map_or(Duration::ZERO, Duration::from_secs_f64);
         let max_requests = match std::env::var(MAX_REQUESTS_ENV) {
             Err(_) => None,
             Ok(value) => match value.parse::<u64>() {
@@ -130,7 +135,7 @@ impl Worker {
         Ok(Self {
             listeners,
             deadline,
-            drain_delay: Duration::ZERO,
+            drain_delay,
             max_requests,
             watchdog: sd_notify::watchdog_enabled(),
         })
@@ -144,9 +149,11 @@ impl Worker {
         self
     }
 
-    /// How long to keep accepting after readiness flips (see [`Server::drain_delay`]).
-    /// Under `taskward serve` leave it at zero: the manager stops a worker only once
-    /// another accepts on the same socket.
+    /// How long to keep accepting after readiness flips (see [`Server::drain_delay`]);
+    /// by default the value of [`DRAIN_DELAY_ENV`], or zero. Behind a load balancer that
+    /// polls `/readyz` (Kubernetes), set it above the time the balancer takes to notice.
+    /// For reloads under `taskward serve` zero is right: the manager stops a worker only
+    /// once another accepts on the same socket.
     #[must_use]
     pub fn drain_delay(mut self, delay: Duration) -> Self {
         self.drain_delay = delay;
