@@ -109,6 +109,90 @@ fn a_failed_reload_keeps_the_old_workers() {
     });
 }
 
+// Asserts: a reload whose new worker never says READY=1 is abandoned at --reload-timeout:
+// the new worker is killed, the old workers keep serving.
+#[test]
+fn a_reload_stuck_starting_is_abandoned_at_its_timeout() {
+    Harness::multi_thread(2).run(|_| async move {
+        let worker = fixture("stdlib_worker.py");
+        let args = ["-w", "2", "--reload-timeout", "1", "--", "python3", &worker];
+        let serve = Serve::spawn("stuck-reload", &args, |command| {
+            command.env("HANG_IF_EXISTS", "stuck");
+        });
+        serve.wait_log("all workers ready");
+        let before = ready_pids(&serve.status().await);
+        std::fs::write(serve.dir().join("stuck"), b"").expect("mark the deploy stuck");
+        serve.signal(Signal::HUP);
+        serve.wait_log("worker never became ready: SIGKILL");
+        serve.wait_log("replacement abandoned");
+        let load = Load::start(serve.addr, 4, "/");
+        load.run_for(100).await;
+        let counts = load.stop().await;
+        assert_eq!(counts.failed, 0, "{counts:?}");
+        assert_eq!(
+            ready_pids(&serve.status().await),
+            before,
+            "the old workers still serve"
+        );
+    });
+}
+
+// Asserts: SIGTTIN adds a worker and SIGTTOU removes one (gracefully), and `taskward
+// status` lists the workers by pid.
+#[test]
+fn ttin_and_ttou_change_the_worker_count() {
+    Harness::multi_thread(2).run(|_| async move {
+        let serve = Serve::start("ttin", &["-w", "2", "--", common::HELLO]);
+        serve.signal(Signal::TTIN);
+        let three = serve
+            .wait_status("three workers", |s| {
+                s.target == 3 && ready_pids(s).len() == 3
+            })
+            .await;
+        let output = std::process::Command::new(common::TASKWARD)
+            .args(["status", "--admin-socket"])
+            .arg(serve.dir().join("taskward.sock"))
+            .output()
+            .expect("taskward status runs");
+        let shown = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{shown}");
+        for pid in ready_pids(&three) {
+            assert!(shown.contains(&pid.to_string()), "{pid} listed:\n{shown}");
+        }
+        serve.signal(Signal::TTOU);
+        serve
+            .wait_status("two workers", |s| s.target == 2 && s.workers.len() == 2)
+            .await;
+        serve.wait_log("worker stopped");
+    });
+}
+
+// Asserts: SIGINT is a fast stop: requests that would take 30 s are not waited for (they
+// fail), the workers exit by themselves (no SIGKILL needed) and the master exits 0.
+#[test]
+fn sigint_stops_fast_without_waiting_for_requests() {
+    Harness::multi_thread(2).run(|_| async move {
+        let mut serve = Serve::start(
+            "fast-stop",
+            &["-w", "2", "--graceful-timeout", "60", "--", common::HELLO],
+        );
+        let load = Load::start(serve.addr, 4, "/slow/30000");
+        serve
+            .wait_status("requests in flight", |s| {
+                s.workers.iter().map(|w| w.requests).sum::<u64>() >= 4
+            })
+            .await;
+        serve.signal(Signal::INT);
+        let (exit, serve) = tokio::task::spawn_blocking(move || (serve.wait(), serve))
+            .await
+            .expect("joined");
+        let counts = load.stop().await;
+        assert_eq!(exit.code(), Some(0), "{}", serve.log());
+        assert_eq!(counts.ok, 0, "no 30 s request was waited for: {counts:?}");
+        assert!(serve.lines("SIGKILL").is_empty(), "{}", serve.log());
+    });
+}
+
 // Asserts: datagrams on the notify socket from a process that is not a worker, or that
 // are not notifications, are logged and ignored; the master goes on serving.
 #[test]

@@ -6,10 +6,14 @@
 //! lost a request it had accepted) is told apart from a new connection refused or reset
 //! before its first response (`unaccepted`: no worker ever accepted it), from a response
 //! cut midway, and from an error status.
+//!
+//! [`Load::start_timed`] also keeps the latency of every request answered with 200 (the
+//! `serve_reload` benchmark includes this file).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -39,16 +43,27 @@ pub(crate) struct Counts {
 pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     done: Arc<AtomicU64>,
-    tasks: Vec<JoinHandle<Counts>>,
+    tasks: Vec<JoinHandle<(Counts, Vec<Duration>)>>,
 }
 
 impl Load {
     /// Starts `connections` keep-alive connections sending `GET path` to `addr`.
     pub(crate) fn start(addr: SocketAddr, connections: usize, path: &'static str) -> Self {
+        Self::spawn(addr, connections, path, false)
+    }
+
+    /// Like [`start`](Self::start), and keeps the latency of each request answered with
+    /// 200 (from writing the request to the last byte of the response), for
+    /// [`stop_timed`](Self::stop_timed).
+    pub(crate) fn start_timed(addr: SocketAddr, connections: usize, path: &'static str) -> Self {
+        Self::spawn(addr, connections, path, true)
+    }
+
+    fn spawn(addr: SocketAddr, connections: usize, path: &'static str, timed: bool) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicU64::new(0));
         let tasks = (0..connections)
-            .map(|_| tokio::spawn(connection(addr, path, stop.clone(), done.clone())))
+            .map(|_| tokio::spawn(connection(addr, path, stop.clone(), done.clone(), timed)))
             .collect();
         Self { stop, done, tasks }
     }
@@ -75,10 +90,18 @@ impl Load {
 
     /// Stops after each connection's current request; the totals.
     pub(crate) async fn stop(self) -> Counts {
+        self.stop_timed().await.0
+    }
+
+    /// Stops after each connection's current request; the totals and the latencies kept
+    /// (none unless started with [`start_timed`](Self::start_timed)), unsorted.
+    pub(crate) async fn stop_timed(self) -> (Counts, Vec<Duration>) {
         self.stop.store(true, Ordering::Relaxed);
         let mut total = Counts::default();
+        let mut latencies = Vec::new();
         for task in self.tasks {
-            let c = task.await.expect("load task");
+            let (c, l) = task.await.expect("load task");
+            latencies.extend(l);
             total.ok += c.ok;
             total.failed += c.failed;
             total.dropped += c.dropped;
@@ -87,7 +110,7 @@ impl Load {
             total.status += c.status;
             total.connections += c.connections;
         }
-        total
+        (total, latencies)
     }
 }
 
@@ -96,8 +119,10 @@ async fn connection(
     path: &str,
     stop: Arc<AtomicBool>,
     done: Arc<AtomicU64>,
-) -> Counts {
+    timed: bool,
+) -> (Counts, Vec<Duration>) {
     let mut counts = Counts::default();
+    let mut latencies = Vec::new();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
     let mut stream: Option<TcpStream> = None;
     // Whether the connection in `stream` has been answered at least once.
@@ -120,6 +145,7 @@ async fn connection(
                 }
             },
         };
+        let sent = Instant::now();
         let outcome = match conn.write_all(request.as_bytes()).await {
             Ok(()) => read_response(conn, &mut buf).await,
             Err(_) => Outcome::NoResponse,
@@ -128,6 +154,9 @@ async fn connection(
         match outcome {
             Outcome::Ok { close } => {
                 counts.ok += 1;
+                if timed {
+                    latencies.push(sent.elapsed());
+                }
                 answered = true;
                 if close {
                     stream = None;
@@ -154,7 +183,7 @@ async fn connection(
             }
         }
     }
-    counts
+    (counts, latencies)
 }
 
 enum Outcome {

@@ -1,0 +1,780 @@
+//! `taskward serve` next to Gunicorn + Uvicorn workers under the same bounded load: steady,
+//! with a SIGHUP rolling reload every few seconds, and with `--max-requests 200`.
+//!
+//! Each server runs 2 workers on one loopback socket: `taskward serve -w 2 --
+//! taskward-hello`, and `gunicorn -w 2 -k uvicorn.workers.UvicornWorker app:app` serving
+//! the FastAPI twin in `bench/peer/app.py`, both with `--graceful-timeout 30`. The load is
+//! the end-to-end tests' generator (`tests/common/load.rs`): `CONNECTIONS` keep-alive
+//! connections sending `GET /` one after another for `TASKWARD_BENCH_SECONDS` (20 by
+//! default), every failure classified and every latency kept. Beside it, a probe opens a
+//! new connection every `PROBE_EVERY` and times its first response byte: a new connection
+//! waits in the listen backlog while no worker accepts, so its longest wait bounds the time
+//! with no worker accepting from above (it also holds the probe's own service time, so
+//! read it next to the steady run's).
+//!
+//! A rolling reload is timed from the SIGHUP until no worker present at the HUP is left and
+//! `WORKERS` newer ones are ready: for taskward from its admin socket, for Gunicorn from the
+//! master's children in `/proc` and the workers' "Application startup complete." lines.
+//!
+//! Prints one table per scenario and a `serve-reload:` line per row for tools. Gunicorn's
+//! rows are skipped unless `TASKWARD_BENCH_GUNICORN` names its executable (`scripts/
+//! bench-serve` installs it in a venv and sets it, with `TASKWARD_BENCH_APP_DIR`).
+//!
+//! Every wait is bounded, and the servers run in process groups of their own that are
+//! killed when a run ends, panics, or the bench gets SIGINT or SIGTERM.
+//!
+//! ```text
+//! scripts/bench-serve
+//! ```
+#![expect(clippy::print_stdout, reason = "a benchmark prints its tables")]
+
+#[path = "../tests/common/load.rs"]
+#[expect(
+    dead_code,
+    reason = "the end-to-end tests' load generator; the bench uses its timed half"
+)]
+mod load;
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process, kill_process_group};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use load::{Counts, Load};
+
+/// How long the bench waits for something that should happen (a server ready, a reload
+/// done) before it gives up rather than hang. Not a performance bound.
+const PATIENCE: Duration = Duration::from_secs(60);
+/// Keep-alive connections of the load.
+const CONNECTIONS: usize = 16;
+/// Worker processes of each server.
+const WORKERS: usize = 2;
+/// Seconds of load per run, unless `TASKWARD_BENCH_SECONDS` says otherwise.
+const SECONDS: u64 = 20;
+/// Time between two SIGHUPs in the reload scenario; none is sent in the last interval, so
+/// a 20 s run gets 5 reloads.
+const HUP_EVERY: Duration = Duration::from_secs(3);
+/// `--graceful-timeout` of both servers, in seconds.
+const GRACEFUL_TIMEOUT: u64 = 30;
+/// `--max-requests` of the recycling scenario.
+const MAX_REQUESTS: &str = "200";
+/// How often a reload in progress is checked on.
+const POLL: Duration = Duration::from_millis(10);
+/// Pause between two new-connection probes.
+const PROBE_EVERY: Duration = Duration::from_millis(10);
+
+const TASKWARD: &str = env!("CARGO_BIN_EXE_taskward");
+const HELLO: &str = env!("CARGO_BIN_EXE_taskward-hello");
+
+/// Process groups of the servers running now, for the SIGINT/SIGTERM handler. A cold
+/// path: touched when a server starts or stops, and at the signal.
+static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// The two process managers compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Taskward,
+    Gunicorn,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Taskward => "taskward",
+            Kind::Gunicorn => "gunicorn",
+        }
+    }
+
+    /// A log line saying a worker is ready to serve (its pid is in the line).
+    fn ready_line(self) -> &'static str {
+        match self {
+            Kind::Taskward => "worker ready",
+            Kind::Gunicorn => "Application startup complete.",
+        }
+    }
+
+    /// A log line saying a worker is being recycled for `--max-requests`.
+    fn recycle_line(self) -> &'static str {
+        match self {
+            Kind::Taskward => "recycling a worker",
+            Kind::Gunicorn => "Maximum request limit",
+        }
+    }
+
+    /// The pid a log line is about, for [`ready_line`](Self::ready_line).
+    fn line_pid(self, line: &str) -> Option<u32> {
+        match self {
+            // `... worker ready pid=123 startup=...`
+            Kind::Taskward => line
+                .split("pid=")
+                .nth(1)?
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok(),
+            // `[2026-01-01 00:00:00 +0000] [123] [INFO] ...`
+            Kind::Gunicorn => line.split('[').nth(2)?.split(']').next()?.parse().ok(),
+        }
+    }
+}
+
+/// Where Gunicorn and the FastAPI app are.
+struct Peer {
+    gunicorn: PathBuf,
+    app_dir: PathBuf,
+}
+
+/// The three scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Steady,
+    Reloads,
+    MaxRequests,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Steady => "steady",
+            Scenario::Reloads => "reloads",
+            Scenario::MaxRequests => "max-requests",
+        }
+    }
+}
+
+/// What a server's log said so far, and the pids it called ready.
+#[derive(Default)]
+struct Log {
+    lines: Vec<String>,
+    ready: HashSet<u32>,
+}
+
+/// A running server in a process group of its own, killed with its workers on drop.
+struct Server {
+    kind: Kind,
+    child: Child,
+    dir: PathBuf,
+    log: Arc<(Mutex<Log>, Condvar)>,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `kind` with `WORKERS` workers on `127.0.0.1:0` and waits until it serves.
+    fn start(kind: Kind, peer: Option<&Peer>, scenario: Scenario) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "taskward-bench-{}-{}-{}",
+            std::process::id(),
+            kind.name(),
+            scenario.name()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let graceful = GRACEFUL_TIMEOUT.to_string();
+        let mut command = match kind {
+            Kind::Taskward => {
+                let mut c = Command::new(TASKWARD);
+                c.args(["serve", "-w", "2", "-b", "127.0.0.1:0"])
+                    .args(["--graceful-timeout", &graceful]);
+                if scenario == Scenario::MaxRequests {
+                    c.args(["--max-requests", MAX_REQUESTS]);
+                }
+                c.args(["--", HELLO])
+                    .env("RUST_LOG", "info")
+                    .env("NO_COLOR", "1");
+                c
+            }
+            Kind::Gunicorn => {
+                let peer = peer.expect("gunicorn runs only with a peer");
+                let mut c = Command::new(&peer.gunicorn);
+                c.args(["-w", "2", "-k", "uvicorn.workers.UvicornWorker", "app:app"])
+                    .arg("--chdir")
+                    .arg(&peer.app_dir)
+                    .args(["--bind", "127.0.0.1:0", "--graceful-timeout", &graceful])
+                    // Gunicorn 27 opens a control socket in $HOME by default.
+                    .arg("--no-control-socket")
+                    .env("PYTHONDONTWRITEBYTECODE", "1");
+                if scenario == Scenario::MaxRequests {
+                    c.args(["--max-requests", MAX_REQUESTS]);
+                }
+                c
+            }
+        };
+        command
+            .current_dir(&dir)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            // A group of its own, so that the workers can be killed with the master
+            // whatever the master does.
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("the server starts");
+        let pgid = i32::try_from(child.id()).expect("a pid fits an i32");
+        GROUPS.lock().expect("groups lock").push(pgid);
+        let log: Arc<(Mutex<Log>, Condvar)> = Arc::default();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let line = strip_ansi(&line);
+                let (log, changed) = &*sink;
+                let mut log = log.lock().expect("log lock");
+                if line.contains(kind.ready_line()) {
+                    if let Some(pid) = kind.line_pid(&line) {
+                        log.ready.insert(pid);
+                    }
+                }
+                log.lines.push(line);
+                changed.notify_all();
+            }
+        });
+        let mut server = Self {
+            kind,
+            child,
+            dir,
+            log,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let (needle, prefix) = match kind {
+            Kind::Taskward => ("listening", "addr="),
+            Kind::Gunicorn => ("Listening at:", "http://"),
+        };
+        let line = server.wait_log(|log| log.lines.iter().find(|l| l.contains(needle)).cloned());
+        server.addr = line
+            .split(prefix)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        server.wait_log(|log| (log.ready.len() >= WORKERS).then_some(()));
+        server
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until `found` finds something in the log (panics after `PATIENCE`).
+    fn wait_log<T>(&self, found: impl Fn(&Log) -> Option<T>) -> T {
+        let (log, changed) = &*self.log;
+        let deadline = Instant::now() + PATIENCE;
+        let mut guard = log.lock().expect("log lock");
+        loop {
+            if let Some(t) = found(&guard) {
+                return t;
+            }
+            let left = deadline
+                .checked_duration_since(Instant::now())
+                .unwrap_or_else(|| panic!("{} never got ready:\n{}", self.kind.name(), guard.lines.join("\n")));
+            guard = changed.wait_timeout(guard, left).expect("log lock").0;
+        }
+    }
+
+    /// Log lines containing `needle`.
+    fn count_lines(&self, needle: &str) -> usize {
+        let (log, _) = &*self.log;
+        let log = log.lock().expect("log lock");
+        log.lines.iter().filter(|l| l.contains(needle)).count()
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.pid()).expect("a pid fits an i32"))
+            .expect("a child's pid is not 0");
+        if let Err(error) = kill_process(pid, signal) {
+            panic!("cannot signal {}: {error}", self.kind.name());
+        }
+    }
+
+    /// The workers now (all, and those ready), or `None` if the server did not answer.
+    async fn workers(&self) -> Option<Workers> {
+        match self.kind {
+            Kind::Taskward => {
+                let status = taskward_cli::admin::query(&self.dir.join("taskward.sock"))
+                    .await
+                    .ok()?;
+                Some(Workers {
+                    all: status.workers.iter().map(|w| w.pid).collect(),
+                    ready: status
+                        .workers
+                        .iter()
+                        .filter(|w| w.state == "ready")
+                        .map(|w| w.pid)
+                        .collect(),
+                })
+            }
+            Kind::Gunicorn => {
+                // Gunicorn's master is single-threaded: all its children are its main
+                // thread's.
+                let pid = self.pid();
+                let children =
+                    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+                let all: Vec<u32> = children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+                let (log, _) = &*self.log;
+                let log = log.lock().expect("log lock");
+                let ready = all
+                    .iter()
+                    .copied()
+                    .filter(|p| log.ready.contains(p))
+                    .collect();
+                Some(Workers { all, ready })
+            }
+        }
+    }
+
+    /// SIGTERM, a bounded wait for the master to exit; the drop kills what is left.
+    fn stop(mut self) {
+        self.signal(Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(GRACEFUL_TIMEOUT + 5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pgid = i32::try_from(self.child.id()).expect("a pid fits an i32");
+        kill_group(pgid);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        GROUPS.lock().expect("groups lock").retain(|g| *g != pgid);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// SIGKILL to a process group; one that is gone already is fine.
+fn kill_group(pgid: i32) {
+    if let Some(pid) = Pid::from_raw(pgid) {
+        let _ = kill_process_group(pid, Signal::KILL);
+    }
+}
+
+/// A server's workers at one moment.
+struct Workers {
+    all: Vec<u32>,
+    ready: Vec<u32>,
+}
+
+/// New connections opened one at a time during a run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Probes {
+    /// Probes answered with 200.
+    ok: u64,
+    /// Probes refused, reset, cut, answered with another status, or unanswered within
+    /// `PATIENCE`.
+    failed: u64,
+    /// The longest wait of an answered probe for its first response byte.
+    max_wait: Duration,
+}
+
+/// Opens a new connection every `PROBE_EVERY` until `end`, one at a time, timing each from
+/// `connect` to the first byte of its response.
+async fn probe(addr: SocketAddr, end: Instant) -> Probes {
+    let mut probes = Probes::default();
+    while Instant::now() < end {
+        let started = Instant::now();
+        let answer = tokio::time::timeout(PATIENCE, async {
+            let mut stream = TcpStream::connect(addr).await.ok()?;
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n")
+                .await
+                .ok()?;
+            let mut response = vec![0u8; 1];
+            if stream.read(&mut response).await.ok()? == 0 {
+                return None;
+            }
+            let waited = started.elapsed();
+            stream.read_to_end(&mut response).await.ok()?;
+            response.starts_with(b"HTTP/1.1 200").then_some(waited)
+        })
+        .await;
+        match answer {
+            Ok(Some(waited)) => {
+                probes.ok += 1;
+                probes.max_wait = probes.max_wait.max(waited);
+            }
+            Ok(None) | Err(_) => probes.failed += 1,
+        }
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+    probes
+}
+
+/// A SIGHUP whose reload is not done yet.
+struct Pending {
+    sent: Instant,
+    old: Vec<u32>,
+}
+
+/// Sends a SIGHUP every `HUP_EVERY` until `end` (none in the last interval) and times each
+/// rolling reload; waits for the last ones at most the graceful timeout plus `PATIENCE`
+/// after `end`. `None` for a reload not done by then.
+async fn reloads(server: &Server, started: Instant, end: Instant) -> Vec<Option<Duration>> {
+    let give_up = end + Duration::from_secs(GRACEFUL_TIMEOUT) + PATIENCE;
+    let mut next = started + HUP_EVERY;
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut times: Vec<Option<Duration>> = Vec::new();
+    loop {
+        let now = Instant::now();
+        if next + HUP_EVERY <= end && now >= next {
+            next += HUP_EVERY;
+            if let Some(workers) = server.workers().await {
+                pending.push(Pending {
+                    sent: Instant::now(),
+                    old: workers.all,
+                });
+                times.push(None);
+                server.signal(Signal::HUP);
+            }
+        }
+        if !pending.is_empty() {
+            if let Some(workers) = server.workers().await {
+                let at = Instant::now();
+                let first = times.len() - pending.len();
+                let mut index = first;
+                pending.retain(|p| {
+                    let done = !workers.all.iter().any(|pid| p.old.contains(pid))
+                        && workers
+                            .ready
+                            .iter()
+                            .filter(|pid| !p.old.contains(pid))
+                            .count()
+                            >= WORKERS;
+                    if done {
+                        times[index] = Some(at - p.sent);
+                    }
+                    index += 1;
+                    !done
+                });
+                // Reloads complete in order in both servers; should one overtake another,
+                // the `None`s left stand for the pending ones all the same.
+                let _ = first;
+            }
+        }
+        let hups_left = next + HUP_EVERY <= end;
+        if (!hups_left && pending.is_empty()) || now >= give_up {
+            return times;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Figures of one server in one scenario.
+struct Run {
+    kind: Kind,
+    scenario: Scenario,
+    elapsed: Duration,
+    counts: Counts,
+    p50: Duration,
+    p99: Duration,
+    probes: Probes,
+    /// Per SIGHUP: the time its rolling reload took, `None` if never done.
+    reloads: Vec<Option<Duration>>,
+    /// Workers recycled for `--max-requests`.
+    recycled: usize,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.counts.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Requests sent on an open keep-alive connection or a new one and closed before any
+    /// byte of a response.
+    fn resets(&self) -> u64 {
+        self.counts.dropped + self.counts.unaccepted
+    }
+
+    /// Done reload times, sorted.
+    fn reload_times(&self) -> Vec<Duration> {
+        let mut done: Vec<Duration> = self.reloads.iter().flatten().copied().collect();
+        done.sort_unstable();
+        done
+    }
+
+    /// One `serve-reload:` line for tools.
+    fn machine_line(&self) -> String {
+        let mut line = format!(
+            "serve-reload: scenario={} server={} seconds={:.3} ok={} requests_per_s={:.1} \
+             p50_us={} p99_us={} failed={} dropped={} unaccepted={} cut={} status={} \
+             connections={} probes_ok={} probes_failed={} probe_max_wait_us={}",
+            self.scenario.name(),
+            self.kind.name(),
+            self.elapsed.as_secs_f64(),
+            self.counts.ok,
+            self.per_second(),
+            self.p50.as_micros(),
+            self.p99.as_micros(),
+            self.counts.failed,
+            self.counts.dropped,
+            self.counts.unaccepted,
+            self.counts.cut,
+            self.counts.status,
+            self.counts.connections,
+            self.probes.ok,
+            self.probes.failed,
+            self.probes.max_wait.as_micros(),
+        );
+        if self.scenario == Scenario::Reloads {
+            let times: Vec<String> = self
+                .reloads
+                .iter()
+                .map(|t| t.map_or_else(|| "never".to_owned(), |t| t.as_millis().to_string()))
+                .collect();
+            let _ = write!(line, " reload_ms={}", times.join(","));
+        }
+        if self.scenario == Scenario::MaxRequests {
+            let _ = write!(line, " recycled={}", self.recycled);
+        }
+        line
+    }
+}
+
+/// `q`-quantile of sorted latencies (zero when there are none).
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 * q) as usize).min(sorted.len() - 1);
+    sorted[index]
+}
+
+/// Runs one scenario against one server.
+async fn run(kind: Kind, peer: Option<&Peer>, scenario: Scenario, seconds: u64) -> Run {
+    let server = Server::start(kind, peer, scenario);
+    let started = Instant::now();
+    let end = started + Duration::from_secs(seconds);
+    let load = Load::start_timed(server.addr, CONNECTIONS, "/");
+    let stopped = tokio::spawn(async move {
+        tokio::time::sleep_until(end.into()).await;
+        let (counts, latencies) = load.stop_timed().await;
+        (counts, latencies, started.elapsed())
+    });
+    let probes = tokio::spawn(probe(server.addr, end));
+    let reload_times = if scenario == Scenario::Reloads {
+        reloads(&server, started, end).await
+    } else {
+        Vec::new()
+    };
+    let (counts, mut latencies, elapsed) = stopped.await.expect("the load task");
+    let probes = probes.await.expect("the probe task");
+    let recycled = server.count_lines(kind.recycle_line());
+    server.stop();
+    latencies.sort_unstable();
+    Run {
+        kind,
+        scenario,
+        elapsed,
+        counts,
+        p50: quantile(&latencies, 0.50),
+        p99: quantile(&latencies, 0.99),
+        probes,
+        reloads: reload_times,
+        recycled,
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// The steady run of the same server, for ratios.
+fn steady_of(runs: &[Run], kind: Kind) -> Option<&Run> {
+    runs.iter()
+        .find(|r| r.kind == kind && r.scenario == Scenario::Steady)
+}
+
+fn print_table(scenario: Scenario, runs: &[Run], seconds: u64) {
+    let rows: Vec<&Run> = runs.iter().filter(|r| r.scenario == scenario).collect();
+    println!();
+    match scenario {
+        Scenario::Steady => {
+            println!("steady: {CONNECTIONS} keep-alive connections, {seconds} s, no signals");
+            println!(
+                "| server | requests/s | p50 | p99 | failed | reset before response | max new-connection wait |"
+            );
+            println!("|---|---|---|---|---|---|---|");
+            for r in &rows {
+                println!(
+                    "| {} | {:.0} | {} | {} | {} | {} | {} |",
+                    r.kind.name(),
+                    r.per_second(),
+                    ms(r.p50),
+                    ms(r.p99),
+                    r.counts.failed,
+                    r.resets(),
+                    ms(r.probes.max_wait),
+                );
+            }
+        }
+        Scenario::Reloads => {
+            println!(
+                "reloads: SIGHUP every {} s, {seconds} s of load",
+                HUP_EVERY.as_secs()
+            );
+            println!(
+                "| server | requests/s | p99 | failed | reset before response (dropped + unaccepted) | reloads done | time per reload min / median / max | max new-connection wait | probes failed |"
+            );
+            println!("|---|---|---|---|---|---|---|---|---|");
+            for r in &rows {
+                let times = r.reload_times();
+                let spread = if times.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!(
+                        "{} / {} / {}",
+                        ms(times[0]),
+                        ms(times[times.len() / 2]),
+                        ms(times[times.len() - 1])
+                    )
+                };
+                println!(
+                    "| {} | {:.0} | {} | {} | {} ({} + {}) | {} of {} | {} | {} | {} |",
+                    r.kind.name(),
+                    r.per_second(),
+                    ms(r.p99),
+                    r.counts.failed,
+                    r.resets(),
+                    r.counts.dropped,
+                    r.counts.unaccepted,
+                    times.len(),
+                    r.reloads.len(),
+                    spread,
+                    ms(r.probes.max_wait),
+                    r.probes.failed,
+                );
+            }
+        }
+        Scenario::MaxRequests => {
+            println!("max-requests: --max-requests {MAX_REQUESTS}, {seconds} s of load");
+            println!(
+                "| server | requests/s | vs steady | p99 | vs steady p99 | failed | reset before response | workers recycled | max new-connection wait |"
+            );
+            println!("|---|---|---|---|---|---|---|---|---|");
+            for r in &rows {
+                let (ratio, p99_ratio) = steady_of(runs, r.kind).map_or((f64::NAN, f64::NAN), |s| {
+                    (
+                        r.per_second() / s.per_second(),
+                        r.p99.as_secs_f64() / s.p99.as_secs_f64(),
+                    )
+                });
+                println!(
+                    "| {} | {:.0} | {ratio:.2}x | {} | {p99_ratio:.2}x | {} | {} | {} | {} |",
+                    r.kind.name(),
+                    r.per_second(),
+                    ms(r.p99),
+                    r.counts.failed,
+                    r.resets(),
+                    r.recycled,
+                    ms(r.probes.max_wait),
+                );
+            }
+        }
+    }
+    for r in &rows {
+        println!("{}", r.machine_line());
+    }
+}
+
+/// On SIGINT or SIGTERM, kills every server's process group before exiting.
+async fn kill_groups_on_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    for pgid in GROUPS.lock().expect("groups lock").iter() {
+        kill_group(*pgid);
+    }
+    std::process::exit(130);
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn main() {
+    let seconds = std::env::var("TASKWARD_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SECONDS);
+    let peer = std::env::var_os("TASKWARD_BENCH_GUNICORN").map(|gunicorn| Peer {
+        gunicorn: PathBuf::from(gunicorn),
+        app_dir: std::env::var_os("TASKWARD_BENCH_APP_DIR").map_or_else(
+            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/peer"),
+            PathBuf::from,
+        ),
+    });
+    let mut kinds = vec![Kind::Taskward];
+    match &peer {
+        Some(peer) => {
+            println!("gunicorn: {}", peer.gunicorn.display());
+            kinds.push(Kind::Gunicorn);
+        }
+        None => println!(
+            "TASKWARD_BENCH_GUNICORN is unset: the gunicorn rows are skipped \
+             (scripts/bench-serve installs Gunicorn + Uvicorn and sets it)"
+        ),
+    }
+    // The load and the probe share two threads, as the end-to-end tests do.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async {
+        tokio::spawn(kill_groups_on_signal());
+        let mut runs = Vec::new();
+        for scenario in [Scenario::Steady, Scenario::Reloads, Scenario::MaxRequests] {
+            for &kind in &kinds {
+                let r = run(kind, peer.as_ref(), scenario, seconds).await;
+                println!("{}", r.machine_line());
+                runs.push(r);
+            }
+        }
+        println!();
+        println!(
+            "taskward serve vs gunicorn: {WORKERS} workers each, {CONNECTIONS} keep-alive \
+             connections, GET /, loopback"
+        );
+        for scenario in [Scenario::Steady, Scenario::Reloads, Scenario::MaxRequests] {
+            print_table(scenario, &runs, seconds);
+        }
+    });
+}
