@@ -276,7 +276,13 @@ impl Server {
             }
             let left = deadline
                 .checked_duration_since(Instant::now())
-                .unwrap_or_else(|| panic!("{} never got ready:\n{}", self.kind.name(), guard.lines.join("\n")));
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{} never got ready:\n{}",
+                        self.kind.name(),
+                        guard.lines.join("\n")
+                    )
+                });
             guard = changed.wait_timeout(guard, left).expect("log lock").0;
         }
     }
@@ -419,6 +425,8 @@ async fn probe(addr: SocketAddr, end: Instant) -> Probes {
 
 /// A SIGHUP whose reload is not done yet.
 struct Pending {
+    /// Its place in the times returned.
+    index: usize,
     sent: Instant,
     old: Vec<u32>,
 }
@@ -437,6 +445,7 @@ async fn reloads(server: &Server, started: Instant, end: Instant) -> Vec<Option<
             next += HUP_EVERY;
             if let Some(workers) = server.workers().await {
                 pending.push(Pending {
+                    index: times.len(),
                     sent: Instant::now(),
                     old: workers.all,
                 });
@@ -447,8 +456,6 @@ async fn reloads(server: &Server, started: Instant, end: Instant) -> Vec<Option<
         if !pending.is_empty() {
             if let Some(workers) = server.workers().await {
                 let at = Instant::now();
-                let first = times.len() - pending.len();
-                let mut index = first;
                 pending.retain(|p| {
                     let done = !workers.all.iter().any(|pid| p.old.contains(pid))
                         && workers
@@ -458,14 +465,10 @@ async fn reloads(server: &Server, started: Instant, end: Instant) -> Vec<Option<
                             .count()
                             >= WORKERS;
                     if done {
-                        times[index] = Some(at - p.sent);
+                        times[p.index] = Some(at - p.sent);
                     }
-                    index += 1;
                     !done
                 });
-                // Reloads complete in order in both servers; should one overtake another,
-                // the `None`s left stand for the pending ones all the same.
-                let _ = first;
             }
         }
         let hups_left = next + HUP_EVERY <= end;
@@ -669,12 +672,13 @@ fn print_table(scenario: Scenario, runs: &[Run], seconds: u64) {
             );
             println!("|---|---|---|---|---|---|---|---|---|");
             for r in &rows {
-                let (ratio, p99_ratio) = steady_of(runs, r.kind).map_or((f64::NAN, f64::NAN), |s| {
-                    (
-                        r.per_second() / s.per_second(),
-                        r.p99.as_secs_f64() / s.p99.as_secs_f64(),
-                    )
-                });
+                let (ratio, p99_ratio) =
+                    steady_of(runs, r.kind).map_or((f64::NAN, f64::NAN), |s| {
+                        (
+                            r.per_second() / s.per_second(),
+                            r.p99.as_secs_f64() / s.p99.as_secs_f64(),
+                        )
+                    });
                 println!(
                     "| {} | {:.0} | {ratio:.2}x | {} | {p99_ratio:.2}x | {} | {} | {} | {} |",
                     r.kind.name(),

@@ -193,6 +193,48 @@ fn sigint_stops_fast_without_waiting_for_requests() {
     });
 }
 
+// Asserts: `-b unix:PATH` serves on a unix socket, replacing a stale socket file left by
+// a process that died; a path where a process still accepts is refused with a clear error.
+#[test]
+fn a_unix_socket_is_bound_and_a_stale_one_replaced() {
+    Harness::multi_thread(2).run(|_| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = common::test_dir("unix-socket");
+        let path = dir.join("app.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).expect("a stale socket file"));
+        let bind = format!("unix:{}", path.display());
+        let worker = fixture("stdlib_worker.py");
+        let serve = Serve::start("unix", &["-b", &bind, "-w", "1", "--", "python3", &worker]);
+        let mut stream = tokio::net::UnixStream::connect(&path)
+            .await
+            .expect("connects");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("request sent");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .expect("response read");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+
+        let output = std::process::Command::new(common::TASKWARD)
+            .current_dir(&dir)
+            .args(["serve", "-b", &bind, "--", "python3", &worker])
+            .output()
+            .expect("taskward runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("another process is accepting there"),
+            "{stderr}"
+        );
+        drop(serve);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
 // Asserts: datagrams on the notify socket from a process that is not a worker, or that
 // are not notifications, are logged and ignored; the master goes on serving.
 #[test]
