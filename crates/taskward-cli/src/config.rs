@@ -907,37 +907,15 @@ mod tests {
     use std::collections::HashMap;
     use std::error::Error as _;
     use std::net::{IpAddr, Ipv4Addr};
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+    use crate::temp_dir::TempDir;
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> Self {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            // Relaxed: the counter only has to hand out distinct numbers.
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir()
-                .join(format!("taskward-cli-config-{}-{n}", std::process::id()));
-            // A leftover from a crashed run with the same pid would hold stale files.
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("the temp dir is writable");
-            Self(dir)
-        }
-
-        fn with_file(name: &str, text: &str) -> Self {
-            let dir = Self::new();
-            std::fs::write(dir.0.join(name), text).expect("the temp dir is writable");
-            dir
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+    /// A temp dir holding one file.
+    fn with_file(name: &str, text: &str) -> TempDir {
+        let dir = TempDir::new("config");
+        std::fs::write(dir.path().join(name), text).expect("the temp dir is writable");
+        dir
     }
 
     fn flags() -> ServeFlags {
@@ -972,8 +950,8 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let dir = TempDir::new();
-        let config = ServeConfig::load(flags(), no_env(), &dir.0).expect("defaults are valid");
+        let dir = TempDir::new("config");
+        let config = ServeConfig::load(flags(), no_env(), &dir.path()).expect("defaults are valid");
         assert_eq!(
             config,
             ServeConfig {
@@ -996,8 +974,8 @@ mod tests {
 
     #[test]
     fn flag_beats_file_beats_env_beats_default() {
-        let dir = TempDir::with_file(DEFAULT_CONFIG_FILE, "workers = 3\n");
-        let empty = TempDir::new();
+        let dir = with_file(DEFAULT_CONFIG_FILE, "workers = 3\n");
+        let empty = TempDir::new("config");
         let env = env(&[("TASKWARD_WORKERS", "2")]);
         let load = |flags, cwd: &Path| {
             ServeConfig::load(flags, &env, cwd)
@@ -1010,16 +988,16 @@ mod tests {
             ..flags()
         };
 
-        assert_eq!(load(with_flag, &dir.0), 4);
-        assert_eq!(load(flags(), &dir.0), 3);
-        assert_eq!(load(flags(), &empty.0), 2);
-        let default = ServeConfig::load(flags(), no_env(), &empty.0).expect("valid");
+        assert_eq!(load(with_flag, &dir.path()), 4);
+        assert_eq!(load(flags(), &dir.path()), 3);
+        assert_eq!(load(flags(), &empty.path()), 2);
+        let default = ServeConfig::load(flags(), no_env(), &empty.path()).expect("valid");
         assert_eq!(default.workers.get(), 1);
     }
 
     #[test]
     fn layers_replace_per_key_and_bind_as_a_whole() {
-        let dir = TempDir::with_file(
+        let dir = with_file(
             "serve.toml",
             "bind = [\"127.0.0.1:1\", \"unix:/tmp/a.sock\"]\ntimeout = 5\n",
         );
@@ -1032,7 +1010,7 @@ mod tests {
             ("TASKWARD_TIMEOUT", "7"),
             ("TASKWARD_GRACEFUL_TIMEOUT", "0.25"),
         ]);
-        let config = ServeConfig::load(flags, env, &dir.0).expect("valid");
+        let config = ServeConfig::load(flags, env, &dir.path()).expect("valid");
         assert_eq!(config.bind, vec![tcp("127.0.0.1:2")]);
         assert_eq!(config.timeout, Some(Duration::from_secs(5)));
         assert_eq!(config.graceful_timeout, Duration::from_millis(250));
@@ -1040,7 +1018,7 @@ mod tests {
 
     #[test]
     fn every_setting_from_the_file() {
-        let dir = TempDir::with_file(
+        let dir = with_file(
             DEFAULT_CONFIG_FILE,
             r#"
                 bind = ["[::1]:8080", "unix:/run/app.sock"]
@@ -1054,7 +1032,7 @@ mod tests {
                 reload_timeout = 90
             "#,
         );
-        let config = ServeConfig::load(flags(), no_env(), &dir.0).expect("valid");
+        let config = ServeConfig::load(flags(), no_env(), &dir.path()).expect("valid");
         assert_eq!(
             config.bind,
             vec![tcp("[::1]:8080"), BindAddr::Unix("/run/app.sock".into())]
@@ -1076,7 +1054,7 @@ mod tests {
 
     #[test]
     fn every_setting_from_the_environment() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("config");
         let env = env(&[
             ("TASKWARD_BIND", "127.0.0.1:8000, unix:/tmp/x.sock"),
             ("TASKWARD_WORKERS", "4"),
@@ -1088,7 +1066,7 @@ mod tests {
             ("TASKWARD_ADMIN_SOCKET", "admin.sock"),
             ("TASKWARD_RELOAD_TIMEOUT", "10"),
         ]);
-        let config = ServeConfig::load(flags(), env, &dir.0).expect("valid");
+        let config = ServeConfig::load(flags(), env, &dir.path()).expect("valid");
         assert_eq!(
             config.bind,
             vec![tcp("127.0.0.1:8000"), BindAddr::Unix("/tmp/x.sock".into())]
@@ -1105,7 +1083,7 @@ mod tests {
 
     #[test]
     fn every_setting_from_flags() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("config");
         let flags = ServeFlags {
             bind: vec!["0.0.0.0:0".into(), "unix:rel.sock".into()],
             workers: Some("2".into()),
@@ -1118,7 +1096,7 @@ mod tests {
             reload_timeout: Some("0.5".into()),
             ..flags()
         };
-        let config = ServeConfig::load(flags, no_env(), &dir.0).expect("valid");
+        let config = ServeConfig::load(flags, no_env(), &dir.path()).expect("valid");
         assert_eq!(
             config.bind,
             vec![tcp("0.0.0.0:0"), BindAddr::Unix("rel.sock".into())]
@@ -1199,7 +1177,7 @@ mod tests {
 
     #[test]
     fn bad_values_from_flags() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("config");
         let cases: [(ServeFlags, &str); 10] = [
             (
                 ServeFlags {
@@ -1273,7 +1251,7 @@ mod tests {
             ),
         ];
         for (flags, message) in cases {
-            assert_eq!(error(flags, no_env(), &dir.0), message);
+            assert_eq!(error(flags, no_env(), &dir.path()), message);
         }
     }
 
@@ -1342,14 +1320,18 @@ mod tests {
             ),
         ];
         for (text, message) in cases {
-            let dir = TempDir::with_file(DEFAULT_CONFIG_FILE, text);
-            assert_eq!(error(flags(), no_env(), &dir.0), message, "file: {text:?}");
+            let dir = with_file(DEFAULT_CONFIG_FILE, text);
+            assert_eq!(
+                error(flags(), no_env(), &dir.path()),
+                message,
+                "file: {text:?}"
+            );
         }
     }
 
     #[test]
     fn bad_values_from_the_environment() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("config");
         let cases = [
             (
                 ("TASKWARD_WORKERS", "two"),
@@ -1393,18 +1375,18 @@ mod tests {
             ),
         ];
         for ((name, value), message) in cases {
-            assert_eq!(error(flags(), env(&[(name, value)]), &dir.0), message);
+            assert_eq!(error(flags(), env(&[(name, value)]), &dir.path()), message);
         }
     }
 
     #[test]
     fn non_utf8_environment_values_are_errors_not_ignored() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("config");
         let env = |name: &str| {
             (name == "TASKWARD_WORKERS").then(|| OsString::from(OsStr::from_bytes(b"\xff")))
         };
         assert_eq!(
-            error(flags(), env, &dir.0),
+            error(flags(), env, &dir.path()),
             r#"environment variable TASKWARD_WORKERS: workers: expected a positive integer, found "\xFF""#
         );
     }
@@ -1461,26 +1443,26 @@ mod tests {
 
     #[test]
     fn duplicate_bind_addresses_are_refused() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("config");
         let flags = ServeFlags {
             bind: vec!["127.0.0.1:9".into(), "127.0.0.1:9".into()],
             ..flags()
         };
         assert_eq!(
-            error(flags, no_env(), &dir.0),
+            error(flags, no_env(), &dir.path()),
             r#"flag --bind: bind: expected each address once, found "127.0.0.1:9" twice"#
         );
     }
 
     #[test]
     fn a_bad_value_is_an_error_even_when_overridden() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("config");
         let flags = ServeFlags {
             workers: Some("4".into()),
             ..flags()
         };
         assert_eq!(
-            error(flags, env(&[("TASKWARD_WORKERS", "four")]), &dir.0),
+            error(flags, env(&[("TASKWARD_WORKERS", "four")]), &dir.path()),
             r#"environment variable TASKWARD_WORKERS: workers: expected a positive integer, found "four""#
         );
     }
@@ -1504,8 +1486,8 @@ mod tests {
             ("zzz = 1\naaa = 2\n", "taskward.toml:1: unknown key `zzz`"),
         ];
         for (text, message) in cases {
-            let dir = TempDir::with_file(DEFAULT_CONFIG_FILE, text);
-            let error = ServeConfig::load(flags(), no_env(), &dir.0).expect_err("unknown key");
+            let dir = with_file(DEFAULT_CONFIG_FILE, text);
+            let error = ServeConfig::load(flags(), no_env(), &dir.path()).expect_err("unknown key");
             assert_eq!(error.to_string(), message, "file: {text:?}");
             assert!(matches!(error, ConfigError::UnknownKey { .. }));
         }
@@ -1513,12 +1495,12 @@ mod tests {
 
     #[test]
     fn toml_syntax_errors_name_the_line() {
-        let dir = TempDir::with_file("bad.toml", "workers = 2\ntimeout = \n");
+        let dir = with_file("bad.toml", "workers = 2\ntimeout = \n");
         let flags = ServeFlags {
             config: Some("bad.toml".into()),
             ..flags()
         };
-        let error = ServeConfig::load(flags, no_env(), &dir.0).expect_err("bad TOML");
+        let error = ServeConfig::load(flags, no_env(), &dir.path()).expect_err("bad TOML");
         let ConfigError::Syntax { path, line, .. } = &error else {
             panic!("expected a syntax error, got {error:?}");
         };
@@ -1528,7 +1510,7 @@ mod tests {
             "{error}"
         );
 
-        let dir = TempDir::with_file(DEFAULT_CONFIG_FILE, "workers = 1\nworkers = 2\n");
+        let dir = with_file(DEFAULT_CONFIG_FILE, "workers = 1\nworkers = 2\n");
         let message = error_of_dir(&dir);
         assert!(
             message.starts_with("taskward.toml:2: invalid TOML: "),
@@ -1537,17 +1519,18 @@ mod tests {
     }
 
     fn error_of_dir(dir: &TempDir) -> String {
-        error(flags(), no_env(), &dir.0)
+        error(flags(), no_env(), &dir.path())
     }
 
     #[test]
     fn a_missing_explicit_config_file_is_an_error() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("config");
         let flags = ServeFlags {
             config: Some("missing.toml".into()),
             ..flags()
         };
-        let error = ServeConfig::load(flags, no_env(), &dir.0).expect_err("the file is missing");
+        let error =
+            ServeConfig::load(flags, no_env(), &dir.path()).expect_err("the file is missing");
         assert_eq!(error.to_string(), "cannot read config file missing.toml");
         let source = error.source().expect("the io error is kept");
         let io = source.downcast_ref::<io::Error>().expect("an io::Error");
@@ -1556,34 +1539,35 @@ mod tests {
 
     #[test]
     fn a_missing_default_config_file_is_fine_but_an_unreadable_one_is_not() {
-        let dir = TempDir::new();
-        assert!(ServeConfig::load(flags(), no_env(), &dir.0).is_ok());
+        let dir = TempDir::new("config");
+        assert!(ServeConfig::load(flags(), no_env(), &dir.path()).is_ok());
 
-        std::fs::create_dir(dir.0.join(DEFAULT_CONFIG_FILE)).expect("the temp dir is writable");
+        std::fs::create_dir(dir.path().join(DEFAULT_CONFIG_FILE))
+            .expect("the temp dir is writable");
         assert_eq!(error_of_dir(&dir), "cannot read config file taskward.toml");
     }
 
     #[test]
     fn an_explicit_relative_config_file_is_read_from_cwd() {
-        let dir = TempDir::with_file("other.toml", "workers = 5\n");
-        std::fs::write(dir.0.join(DEFAULT_CONFIG_FILE), "workers = 6\n").expect("writable");
+        let dir = with_file("other.toml", "workers = 5\n");
+        std::fs::write(dir.path().join(DEFAULT_CONFIG_FILE), "workers = 6\n").expect("writable");
         let flags = ServeFlags {
             config: Some("other.toml".into()),
             ..flags()
         };
-        let config = ServeConfig::load(flags, no_env(), &dir.0).expect("valid");
+        let config = ServeConfig::load(flags, no_env(), &dir.path()).expect("valid");
         assert_eq!(config.workers.get(), 5, "-c replaces the default file");
     }
 
     #[test]
     fn a_program_is_required() {
-        let dir = TempDir::new();
+        let dir = TempDir::new("config");
         for program in [vec![], vec![OsString::new()]] {
             let flags = ServeFlags {
                 program,
                 ..ServeFlags::default()
             };
-            let error = ServeConfig::load(flags, no_env(), &dir.0).expect_err("no program");
+            let error = ServeConfig::load(flags, no_env(), &dir.path()).expect_err("no program");
             assert!(matches!(error, ConfigError::MissingProgram), "{error:?}");
         }
     }

@@ -14,4 +14,6 @@ pub mod listen;
 pub mod master;
 pub mod notify;
 pub mod serve;
+#[cfg(test)]
+mod temp_dir;
 mod worker;

@@ -444,8 +444,8 @@ fn sender(pid: Option<Pid>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::temp_dir::TempDir;
     use std::os::unix::net::UnixDatagram;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
 
@@ -632,28 +632,6 @@ mod tests {
         assert_eq!(excerpt("short"), "short");
     }
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new() -> Self {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            // Relaxed: the counter only has to hand out distinct numbers.
-            let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir()
-                .join(format!("taskward-cli-notify-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("the temp dir is writable");
-            Self(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     /// What a worker does: one datagram to `$NOTIFY_SOCKET`.
     fn send(socket: &NotifySocket, datagram: &[u8]) {
         let sent = UnixDatagram::unbound()
@@ -669,8 +647,8 @@ mod tests {
     #[test]
     fn receives_a_notification_with_the_senders_pid() {
         taskward::testing::run(|_scope| async {
-            let dir = TempDir::new();
-            let socket = NotifySocket::bind(dir.0.join("notify.sock")).expect("bind");
+            let dir = TempDir::new("notify");
+            let socket = NotifySocket::bind(dir.path().join("notify.sock")).expect("bind");
             send(&socket, b"READY=1\nSTATUS=hi\nX_TASKWARD_REQUESTS=12");
 
             let datagram = socket.recv().await.expect("a valid notification");
@@ -684,8 +662,8 @@ mod tests {
     #[test]
     fn a_malformed_datagram_is_an_error_and_the_next_one_still_arrives() {
         taskward::testing::run(|_scope| async {
-            let dir = TempDir::new();
-            let socket = NotifySocket::bind(dir.0.join("notify.sock")).expect("bind");
+            let dir = TempDir::new("notify");
+            let socket = NotifySocket::bind(dir.path().join("notify.sock")).expect("bind");
             send(&socket, b"\xff\xfegarbage");
             send(&socket, &[b'x'; MAX_DATAGRAM + 100]);
             send(&socket, b"WATCHDOG=1");
@@ -715,8 +693,8 @@ mod tests {
     #[test]
     fn bind_errors_name_the_path_and_drop_removes_the_file() {
         taskward::testing::run(|_scope| async {
-            let dir = TempDir::new();
-            let path = dir.0.join("notify.sock");
+            let dir = TempDir::new("notify");
+            let path = dir.path().join("notify.sock");
             let socket = NotifySocket::bind(&path).expect("bind");
             assert!(path.exists());
             assert_eq!(socket.env_value(), path.as_os_str());
