@@ -951,7 +951,7 @@ mod tests {
     #[test]
     fn defaults() {
         let dir = TempDir::new("config");
-        let config = ServeConfig::load(flags(), no_env(), &dir.path()).expect("defaults are valid");
+        let config = ServeConfig::load(flags(), no_env(), dir.path()).expect("defaults are valid");
         assert_eq!(
             config,
             ServeConfig {
@@ -988,10 +988,10 @@ mod tests {
             ..flags()
         };
 
-        assert_eq!(load(with_flag, &dir.path()), 4);
-        assert_eq!(load(flags(), &dir.path()), 3);
-        assert_eq!(load(flags(), &empty.path()), 2);
-        let default = ServeConfig::load(flags(), no_env(), &empty.path()).expect("valid");
+        assert_eq!(load(with_flag, dir.path()), 4);
+        assert_eq!(load(flags(), dir.path()), 3);
+        assert_eq!(load(flags(), empty.path()), 2);
+        let default = ServeConfig::load(flags(), no_env(), empty.path()).expect("valid");
         assert_eq!(default.workers.get(), 1);
     }
 
@@ -1010,7 +1010,7 @@ mod tests {
             ("TASKWARD_TIMEOUT", "7"),
             ("TASKWARD_GRACEFUL_TIMEOUT", "0.25"),
         ]);
-        let config = ServeConfig::load(flags, env, &dir.path()).expect("valid");
+        let config = ServeConfig::load(flags, env, dir.path()).expect("valid");
         assert_eq!(config.bind, vec![tcp("127.0.0.1:2")]);
         assert_eq!(config.timeout, Some(Duration::from_secs(5)));
         assert_eq!(config.graceful_timeout, Duration::from_millis(250));
@@ -1032,7 +1032,7 @@ mod tests {
                 reload_timeout = 90
             "#,
         );
-        let config = ServeConfig::load(flags(), no_env(), &dir.path()).expect("valid");
+        let config = ServeConfig::load(flags(), no_env(), dir.path()).expect("valid");
         assert_eq!(
             config.bind,
             vec![tcp("[::1]:8080"), BindAddr::Unix("/run/app.sock".into())]
@@ -1066,7 +1066,7 @@ mod tests {
             ("TASKWARD_ADMIN_SOCKET", "admin.sock"),
             ("TASKWARD_RELOAD_TIMEOUT", "10"),
         ]);
-        let config = ServeConfig::load(flags(), env, &dir.path()).expect("valid");
+        let config = ServeConfig::load(flags(), env, dir.path()).expect("valid");
         assert_eq!(
             config.bind,
             vec![tcp("127.0.0.1:8000"), BindAddr::Unix("/tmp/x.sock".into())]
@@ -1096,7 +1096,7 @@ mod tests {
             reload_timeout: Some("0.5".into()),
             ..flags()
         };
-        let config = ServeConfig::load(flags, no_env(), &dir.path()).expect("valid");
+        let config = ServeConfig::load(flags, no_env(), dir.path()).expect("valid");
         assert_eq!(
             config.bind,
             vec![tcp("0.0.0.0:0"), BindAddr::Unix("rel.sock".into())]
@@ -1251,7 +1251,7 @@ mod tests {
             ),
         ];
         for (flags, message) in cases {
-            assert_eq!(error(flags, no_env(), &dir.path()), message);
+            assert_eq!(error(flags, no_env(), dir.path()), message);
         }
     }
 
@@ -1322,7 +1322,7 @@ mod tests {
         for (text, message) in cases {
             let dir = with_file(DEFAULT_CONFIG_FILE, text);
             assert_eq!(
-                error(flags(), no_env(), &dir.path()),
+                error(flags(), no_env(), dir.path()),
                 message,
                 "file: {text:?}"
             );
@@ -1375,7 +1375,7 @@ mod tests {
             ),
         ];
         for ((name, value), message) in cases {
-            assert_eq!(error(flags(), env(&[(name, value)]), &dir.path()), message);
+            assert_eq!(error(flags(), env(&[(name, value)]), dir.path()), message);
         }
     }
 
@@ -1386,7 +1386,7 @@ mod tests {
             (name == "TASKWARD_WORKERS").then(|| OsString::from(OsStr::from_bytes(b"\xff")))
         };
         assert_eq!(
-            error(flags(), env, &dir.path()),
+            error(flags(), env, dir.path()),
             r#"environment variable TASKWARD_WORKERS: workers: expected a positive integer, found "\xFF""#
         );
     }
@@ -1449,7 +1449,7 @@ mod tests {
             ..flags()
         };
         assert_eq!(
-            error(flags, no_env(), &dir.path()),
+            error(flags, no_env(), dir.path()),
             r#"flag --bind: bind: expected each address once, found "127.0.0.1:9" twice"#
         );
     }
@@ -1462,7 +1462,7 @@ mod tests {
             ..flags()
         };
         assert_eq!(
-            error(flags, env(&[("TASKWARD_WORKERS", "four")]), &dir.path()),
+            error(flags, env(&[("TASKWARD_WORKERS", "four")]), dir.path()),
             r#"environment variable TASKWARD_WORKERS: workers: expected a positive integer, found "four""#
         );
     }
@@ -1487,7 +1487,7 @@ mod tests {
         ];
         for (text, message) in cases {
             let dir = with_file(DEFAULT_CONFIG_FILE, text);
-            let error = ServeConfig::load(flags(), no_env(), &dir.path()).expect_err("unknown key");
+            let error = ServeConfig::load(flags(), no_env(), dir.path()).expect_err("unknown key");
             assert_eq!(error.to_string(), message, "file: {text:?}");
             assert!(matches!(error, ConfigError::UnknownKey { .. }));
         }
@@ -1500,7 +1500,7 @@ mod tests {
             config: Some("bad.toml".into()),
             ..flags()
         };
-        let error = ServeConfig::load(flags, no_env(), &dir.path()).expect_err("bad TOML");
+        let error = ServeConfig::load(flags, no_env(), dir.path()).expect_err("bad TOML");
         let ConfigError::Syntax { path, line, .. } = &error else {
             panic!("expected a syntax error, got {error:?}");
         };
@@ -1519,7 +1519,7 @@ mod tests {
     }
 
     fn error_of_dir(dir: &TempDir) -> String {
-        error(flags(), no_env(), &dir.path())
+        error(flags(), no_env(), dir.path())
     }
 
     #[test]
@@ -1530,7 +1530,7 @@ mod tests {
             ..flags()
         };
         let error =
-            ServeConfig::load(flags, no_env(), &dir.path()).expect_err("the file is missing");
+            ServeConfig::load(flags, no_env(), dir.path()).expect_err("the file is missing");
         assert_eq!(error.to_string(), "cannot read config file missing.toml");
         let source = error.source().expect("the io error is kept");
         let io = source.downcast_ref::<io::Error>().expect("an io::Error");
@@ -1540,7 +1540,7 @@ mod tests {
     #[test]
     fn a_missing_default_config_file_is_fine_but_an_unreadable_one_is_not() {
         let dir = TempDir::new("config");
-        assert!(ServeConfig::load(flags(), no_env(), &dir.path()).is_ok());
+        assert!(ServeConfig::load(flags(), no_env(), dir.path()).is_ok());
 
         std::fs::create_dir(dir.path().join(DEFAULT_CONFIG_FILE))
             .expect("the temp dir is writable");
@@ -1555,7 +1555,7 @@ mod tests {
             config: Some("other.toml".into()),
             ..flags()
         };
-        let config = ServeConfig::load(flags, no_env(), &dir.path()).expect("valid");
+        let config = ServeConfig::load(flags, no_env(), dir.path()).expect("valid");
         assert_eq!(config.workers.get(), 5, "-c replaces the default file");
     }
 
@@ -1567,7 +1567,7 @@ mod tests {
                 program,
                 ..ServeFlags::default()
             };
-            let error = ServeConfig::load(flags, no_env(), &dir.path()).expect_err("no program");
+            let error = ServeConfig::load(flags, no_env(), dir.path()).expect_err("no program");
             assert!(matches!(error, ConfigError::MissingProgram), "{error:?}");
         }
     }
