@@ -39,9 +39,9 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -576,7 +576,12 @@ async fn run(kind: Kind, peer: Option<&Peer>, scenario: Scenario, seconds: u64) 
     } else {
         Vec::new()
     };
-    let (counts, mut latencies, elapsed) = stopped.await.expect("the load task");
+    // A connection waits for its current request's answer: bounded, so that a server that
+    // stops answering fails the run (and is killed by the drop) rather than hangs it.
+    let (counts, mut latencies, elapsed) = tokio::time::timeout(PATIENCE, stopped)
+        .await
+        .unwrap_or_else(|_| panic!("{} left requests unanswered for {PATIENCE:?}", kind.name()))
+        .expect("the load task");
     let probes = probes.await.expect("the probe task");
     let recycled = server.count_lines(kind.recycle_line());
     server.stop();
