@@ -63,19 +63,14 @@ pub struct RestartRecord {
 ///
 /// If another master answers there, or binding fails.
 pub(crate) fn bind(path: &Path) -> io::Result<UnixListener> {
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!(
-                    "admin socket {}: another taskward serve answers there",
-                    path.display()
-                ),
-            ));
-        }
-        std::fs::remove_file(path)?;
-    }
-    UnixListener::bind(path)
+    crate::listen::remove_stale_socket(path)
+        .and_then(|()| UnixListener::bind(path))
+        .map_err(|error| {
+            io::Error::new(
+                error.kind(),
+                format!("admin socket {}: {error}", path.display()),
+            )
+        })
 }
 
 /// Writes `status` to a connected `taskward status`, then closes.

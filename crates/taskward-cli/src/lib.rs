@@ -13,6 +13,8 @@ pub mod exec;
 pub mod listen;
 pub mod master;
 pub mod notify;
+#[path = "os/unix.rs"]
+mod os;
 pub mod serve;
 #[cfg(test)]
 mod temp_dir;

@@ -74,14 +74,14 @@ fn bind_unix(path: &Path, backlog: i32) -> Result<OwnedFd, ListenError> {
         addr: format!("unix:{}", path.display()),
         source,
     };
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+    match remove_stale_socket(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::AddrInUse => {
             return Err(ListenError::InUse {
                 path: path.to_owned(),
             });
         }
-        // Nobody answers: a socket file left by a process that died.
-        std::fs::remove_file(path).map_err(failed)?;
+        Err(error) => return Err(failed(error)),
     }
     let address = SocketAddrUnix::new(path).map_err(|e| failed(e.into()))?;
     let socket = rustix::net::socket_with(
@@ -94,6 +94,39 @@ fn bind_unix(path: &Path, backlog: i32) -> Result<OwnedFd, ListenError> {
     rustix::net::bind(&socket, &address).map_err(|e| failed(e.into()))?;
     rustix::net::listen(&socket, backlog).map_err(|e| failed(e.into()))?;
     Ok(socket)
+}
+
+/// Removes a unix socket file that nobody accepts on any more (left by a process that
+/// died), so that the path can be bound again. Nothing to do if `path` does not exist.
+///
+/// # Errors
+///
+/// `AddrInUse` if a process accepts there; `AlreadyExists` if `path` is not a socket (a
+/// regular file is never removed); what removing it said.
+pub(crate) fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists and is not a socket", path.display()),
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("a process accepts on {}", path.display()),
+        )),
+        // Refused: the file stays, its listener is gone.
+        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+            std::fs::remove_file(path)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// The sockets this master was itself handed (socket activation: `LISTEN_FDS`, checked

@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
+use rustix::process::Signal;
 use taskward::{RestartPolicy, Scope};
 use tokio::net::UnixListener;
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::admin::{RestartRecord, Status, WorkerStatus};
@@ -27,6 +28,11 @@ use crate::worker::{Launch, Role, State, Worker, describe};
 
 /// How long workers have to stop on SIGINT/SIGQUIT (a fast stop) before SIGKILL.
 const FAST_STOP_GRACE: Duration = Duration::from_secs(2);
+/// Far enough off to mean "never", near enough not to overflow an `Instant`.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// How long an I/O source that failed (admin `accept`, notify `recv`) is left alone, so
+/// that a persistent error (no fds left) cannot spin the loop.
+const IO_PAUSE: Duration = Duration::from_millis(100);
 /// Recent restarts kept for `taskward status`.
 const HISTORY: usize = 32;
 
@@ -88,6 +94,8 @@ pub struct Master {
     backoff: RestartPolicy,
     /// No worker is started before this (crash backoff).
     hold_until: Option<Instant>,
+    /// Admin `accept` and notify `recv` are not polled before this, after an error.
+    io_paused_until: Option<Instant>,
     history: VecDeque<RestartRecord>,
     stop: Option<Stop>,
     killed_at_stop: bool,
@@ -99,12 +107,12 @@ pub struct Master {
 
 /// The master's signals.
 struct Signals {
-    hup: Signal,
-    term: Signal,
-    int: Signal,
-    quit: Signal,
-    ttin: Signal,
-    ttou: Signal,
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    ttin: tokio::signal::unix::Signal,
+    ttou: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -114,32 +122,28 @@ impl Signals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             quit: signal(SignalKind::quit())?,
-            ttin: signal(SignalKind::from_raw(rustix::process::Signal::TTIN.as_raw()))?,
-            ttou: signal(SignalKind::from_raw(rustix::process::Signal::TTOU.as_raw()))?,
+            ttin: signal(SignalKind::from_raw(Signal::TTIN.as_raw()))?,
+            ttou: signal(SignalKind::from_raw(Signal::TTOU.as_raw()))?,
         })
     }
 }
 
 impl Master {
     /// A master for `config`, serving on `listeners` (bound already), with its notify
-    /// socket in `runtime_dir` and, if given, its admin socket.
+    /// socket in `runtime_dir` and, if given, its admin socket (bound already).
     ///
     /// # Errors
     ///
-    /// If the notify or admin socket cannot be bound, or this executable's path is
+    /// If the notify socket cannot be bound, or this executable's path is
     /// unknown.
     pub fn new(
         config: ServeConfig,
         listeners: Vec<OwnedFd>,
         runtime_dir: &Path,
-        admin_socket: Option<PathBuf>,
+        admin: Option<(UnixListener, PathBuf)>,
     ) -> io::Result<Self> {
         let notify = NotifySocket::bind(runtime_dir.join("notify.sock"))
             .map_err(|error| io::Error::new(error.source.kind(), chain(&error)))?;
-        let admin = match admin_socket {
-            Some(path) => Some((crate::admin::bind(&path)?, path)),
-            None => None,
-        };
         Ok(Self {
             exec: std::env::current_exe()?,
             program: config.program,
@@ -161,6 +165,7 @@ impl Master {
                 .backoff(Duration::from_millis(100), Duration::from_secs(10))
                 .intensity(u32::MAX, Duration::from_secs(60)),
             hold_until: None,
+            io_paused_until: None,
             history: VecDeque::new(),
             stop: None,
             killed_at_stop: false,
@@ -188,19 +193,25 @@ impl Master {
         self.reconcile(Instant::now());
         loop {
             let wake = self.next_timer();
+            let io = self
+                .io_paused_until
+                .is_none_or(|until| Instant::now() >= until);
             tokio::select! {
                 Some((id, status)) = self.exits.1.recv() => self.on_exit(id, status),
-                received = self.notify.recv() => self.on_datagram(received),
+                received = self.notify.recv(), if io => self.on_datagram(received),
                 Some(()) = signals.hup.recv() => self.on_reload(),
                 Some(()) = signals.term.recv() => self.begin_stop(Stop::Graceful),
                 Some(()) = signals.int.recv() => self.begin_stop(Stop::Fast),
                 Some(()) = signals.quit.recv() => self.begin_stop(Stop::Fast),
                 Some(()) = signals.ttin.recv() => self.resize(1),
                 Some(()) = signals.ttou.recv() => self.resize(-1),
-                accepted = accept(&self.admin) => self.on_admin(accepted),
+                accepted = accept(&self.admin), if io => self.on_admin(accepted),
                 () = sleep_until(wake) => {}
             }
             let now = Instant::now();
+            if self.io_paused_until.is_some_and(|until| now >= until) {
+                self.io_paused_until = None;
+            }
             self.check_timers(now);
             self.reconcile(now);
             if self.stop.is_some() && self.workers.is_empty() {
@@ -253,8 +264,12 @@ impl Master {
             else {
                 break;
             };
-            tracing::info!(pid = self.pid(oldest), "one worker fewer (SIGTTOU)");
-            self.stop_worker(oldest, rustix::process::Signal::TERM, self.graceful_timeout);
+            tracing::info!(
+                pid = self.pid(oldest),
+                workers = self.target,
+                "more workers than wanted: stopping the oldest"
+            );
+            self.stop_worker(oldest, Signal::TERM, self.graceful_timeout);
         }
     }
 
@@ -317,7 +332,7 @@ impl Master {
         let recent = u32::try_from(self.crashes.len()).unwrap_or(u32::MAX);
         let delay = self.backoff.delay(recent);
         self.crashes.push_back(now);
-        self.hold_until = Some(now + delay);
+        self.hold_until = Some(later(now, delay));
         if recent > 0 {
             tracing::warn!(
                 ?delay,
@@ -352,6 +367,19 @@ impl Master {
             tracing::info!(pid = worker.pid, status = %how, "worker stopped");
             return;
         }
+        // The worker being replaced died first: its replacement takes its place now
+        // rather than after READY, or a respawn would make one worker too many.
+        if let Some((new, _)) = self.replacing
+            && self
+                .workers
+                .get(&new)
+                .is_some_and(|w| w.role == Role::Replacing { old: id })
+        {
+            self.replacing = None;
+            if let Some(replacement) = self.workers.get_mut(&new) {
+                replacement.role = Role::Regular;
+            }
+        }
         if let Role::Replacing { old } = worker.role {
             tracing::error!(
                 pid = worker.pid, status = %how,
@@ -382,6 +410,13 @@ impl Master {
                 worker.replacing = false;
             }
         }
+        // A supervisor told RELOADING=1 must hear that the reload is over, failed or not.
+        if self.told_ready {
+            supervisor(&[
+                sd_notify::NotifyState::Ready,
+                sd_notify::NotifyState::Status("reload failed: the old workers keep serving"),
+            ]);
+        }
     }
 
     fn on_datagram(&mut self, received: Result<Datagram, RecvError>) {
@@ -389,6 +424,9 @@ impl Master {
             Ok(datagram) => datagram,
             Err(error) => {
                 tracing::warn!(error = %chain(&error), "notify datagram ignored");
+                if matches!(error, RecvError::Io(_)) {
+                    self.io_paused_until = Some(later(Instant::now(), IO_PAUSE));
+                }
                 return;
             }
         };
@@ -445,7 +483,7 @@ impl Master {
             let reason = self.replacing.take().map(|(_, r)| r);
             let old_pid = self.pid(old);
             if self.workers.contains_key(&old) {
-                self.stop_worker(old, rustix::process::Signal::TERM, self.graceful_timeout);
+                self.stop_worker(old, Signal::TERM, self.graceful_timeout);
                 self.remember(
                     old_pid,
                     reason.map_or_else(|| "replaced".into(), |r| r.to_string()),
@@ -485,20 +523,22 @@ impl Master {
         if self.stop.is_some() {
             return;
         }
+        // Every worker running now is replaced, the replacement still starting included
+        // (it may have been started from the code before this deploy): it is queued and
+        // replaced in turn once it is ready.
         let mut queued = 0;
         for worker in self.workers.values_mut() {
-            let in_progress = self
-                .replacing
-                .as_ref()
-                .is_some_and(|(new, _)| *new == worker.id);
-            if worker.is_active() && !worker.replacing && !in_progress {
+            if worker.is_active() && !worker.replacing {
                 worker.replacing = true;
                 self.queue.push_back((worker.id, Reason::Reload));
                 queued += 1;
             }
         }
         tracing::info!(workers = queued, "SIGHUP: rolling reload");
-        supervisor(&[sd_notify::NotifyState::Reloading]);
+        if self.told_ready {
+            // Before the first READY=1 the supervisor is still waiting for the start.
+            supervisor(&[sd_notify::NotifyState::Reloading]);
+        }
     }
 
     fn resize(&mut self, by: isize) {
@@ -518,10 +558,11 @@ impl Master {
         self.stop = Some(how);
         self.queue.clear();
         self.replacing = None;
+        self.hold_until = None;
         supervisor(&[sd_notify::NotifyState::Stopping]);
         let (signal, grace) = match how {
-            Stop::Graceful => (rustix::process::Signal::TERM, self.graceful_timeout),
-            Stop::Fast => (rustix::process::Signal::QUIT, FAST_STOP_GRACE),
+            Stop::Graceful => (Signal::TERM, self.graceful_timeout),
+            Stop::Fast => (Signal::QUIT, FAST_STOP_GRACE),
         };
         tracing::info!(?how, workers = self.workers.len(), ?grace, "stopping");
         let ids: Vec<u64> = self.workers.keys().copied().collect();
@@ -530,20 +571,30 @@ impl Master {
         }
     }
 
-    /// Sends `signal` and gives the worker `grace` before SIGKILL; a worker already
-    /// stopping keeps the earlier of the two deadlines.
-    fn stop_worker(&mut self, id: u64, signal: rustix::process::Signal, grace: Duration) {
+    /// Sends `signal` and gives the worker `grace` before SIGKILL. A worker already
+    /// stopping keeps the earlier deadline and is signalled again only to escalate (a
+    /// graceful stop becoming a fast one, or SIGKILL): a second SIGTERM would tell a
+    /// taskward worker nothing new, and some programs read it as "stop now".
+    fn stop_worker(&mut self, id: u64, signal: Signal, grace: Duration) {
         let Some(worker) = self.workers.get_mut(&id) else {
             return;
         };
-        let kill_at = Instant::now() + grace;
-        worker.state = match worker.state {
-            State::Stopping { kill_at: earlier } => State::Stopping {
-                kill_at: earlier.min(kill_at),
-            },
-            _ => State::Stopping { kill_at },
+        let kill_at = later(Instant::now(), grace);
+        let resend = match worker.state {
+            State::Stopping { kill_at: earlier } => {
+                worker.state = State::Stopping {
+                    kill_at: earlier.min(kill_at),
+                };
+                signal != Signal::TERM
+            }
+            _ => {
+                worker.state = State::Stopping { kill_at };
+                true
+            }
         };
-        send(worker.pid, signal);
+        if resend {
+            worker.signal(signal);
+        }
     }
 
     fn on_admin(&mut self, accepted: io::Result<tokio::net::UnixStream>) {
@@ -551,6 +602,7 @@ impl Master {
             Ok(stream) => stream,
             Err(error) => {
                 tracing::warn!(%error, "admin socket accept failed");
+                self.io_paused_until = Some(later(Instant::now(), IO_PAUSE));
                 return;
             }
         };
@@ -590,15 +642,19 @@ impl Master {
 
     /// The earliest moment a timer is due.
     fn next_timer(&self) -> Option<Instant> {
-        let mut due = self.hold_until;
+        // A crash backoff means nothing once stopping (and, past, would be always due).
+        let mut due = self.hold_until.filter(|_| self.stop.is_none());
+        if let Some(until) = self.io_paused_until {
+            due = Some(due.map_or(until, |d| d.min(until)));
+        }
         let mut at = |t: Instant| due = Some(due.map_or(t, |d| d.min(t)));
         for worker in self.workers.values() {
             match worker.state {
                 State::Stopping { kill_at } => at(kill_at),
-                State::Starting => at(worker.started + self.reload_timeout),
+                State::Starting => at(later(worker.started, self.reload_timeout)),
                 State::Ready => {
                     if let Some(timeout) = self.timeout {
-                        at(worker.last_beat + timeout);
+                        at(later(worker.last_beat, timeout));
                     }
                 }
             }
@@ -612,23 +668,23 @@ impl Master {
             match worker.state {
                 State::Stopping { kill_at } if now >= kill_at => {
                     tracing::warn!(pid = worker.pid, "worker did not stop in time: SIGKILL");
-                    send(worker.pid, rustix::process::Signal::KILL);
+                    worker.signal(Signal::KILL);
                     // Far off: killed once; its exit removes it.
                     worker.state = State::Stopping {
-                        kill_at: now + Duration::from_secs(3600),
+                        kill_at: later(now, NEVER),
                     };
                     if self.stop.is_some() {
                         self.killed_at_stop = true;
                     }
                 }
-                State::Starting if now >= worker.started + self.reload_timeout => {
+                State::Starting if now >= later(worker.started, self.reload_timeout) => {
                     tracing::error!(pid = worker.pid, timeout = ?self.reload_timeout, "worker never became ready: SIGKILL");
                     killed.push((worker.id, worker.pid, "never became ready".to_owned()));
                 }
                 State::Ready
                     if self
                         .timeout
-                        .is_some_and(|timeout| now >= worker.last_beat + timeout) =>
+                        .is_some_and(|timeout| now >= later(worker.last_beat, timeout)) =>
                 {
                     tracing::error!(pid = worker.pid, timeout = ?self.timeout, "worker stopped sending heartbeats: SIGKILL");
                     killed.push((worker.id, worker.pid, "heartbeat timeout".to_owned()));
@@ -638,7 +694,7 @@ impl Master {
         }
         for (id, pid, reason) in killed {
             let role = self.workers.get(&id).map(|w| w.role);
-            self.stop_worker(id, rustix::process::Signal::KILL, Duration::from_secs(3600));
+            self.stop_worker(id, Signal::KILL, NEVER);
             if let Some(Role::Replacing { old }) = role {
                 tracing::error!(pid, "replacement abandoned: the old workers keep serving");
                 self.abandon_replacements(old);
@@ -653,18 +709,12 @@ impl Master {
     }
 }
 
-/// Sends `signal` to `pid`; a process already gone is not an error (its exit is on the
-/// way).
-fn send(pid: u32, signal: rustix::process::Signal) {
-    let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return;
-    };
-    if let Err(error) = rustix::process::kill_process(pid, signal) {
-        tracing::debug!(%error, ?pid, "signal not delivered");
-    }
+/// `at + d`, or a moment too far off to matter when that overflows (a configured
+/// duration of `u64::MAX` seconds means "never").
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(NEVER))
+        .unwrap_or(at)
 }
 
 /// An error and its causes, on one line.

@@ -82,25 +82,28 @@ pub fn run(config: ServeConfig) -> Result<Outcome, ServeError> {
         .build()
         .map_err(ServeError::Setup)?;
     runtime.block_on(async {
-        let admin = admin_socket(&config);
+        let admin = admin_socket(&config).map_err(ServeError::Setup)?;
         let master =
             Master::new(config, listeners, dir.path(), admin).map_err(ServeError::Setup)?;
         master.run().await.map_err(ServeError::Setup)
     })
 }
 
-/// The admin socket to bind: the configured one, or the default when it is free to use.
-fn admin_socket(config: &ServeConfig) -> Option<PathBuf> {
+/// The admin socket: the configured one (failing to bind it is an error), or the default
+/// in the working directory (failing to bind it, read-only or taken, only a warning: a
+/// service must not fail to start for want of its status socket).
+fn admin_socket(config: &ServeConfig) -> io::Result<Option<(tokio::net::UnixListener, PathBuf)>> {
     if let Some(path) = &config.admin_socket {
-        return Some(path.clone());
+        return crate::admin::bind(path).map(|listener| Some((listener, path.clone())));
     }
-    let default = PathBuf::from(DEFAULT_ADMIN_SOCKET);
-    let taken = default.exists() && std::os::unix::net::UnixStream::connect(&default).is_ok();
-    if taken {
-        tracing::warn!(path = %default.display(), "another master answers on the default admin socket: running without one (set --admin-socket)");
-        return None;
+    let path = PathBuf::from(DEFAULT_ADMIN_SOCKET);
+    match crate::admin::bind(&path) {
+        Ok(listener) => Ok(Some((listener, path))),
+        Err(error) => {
+            tracing::warn!(%error, "running without an admin socket (set --admin-socket)");
+            Ok(None)
+        }
     }
-    Some(default)
 }
 
 /// Checks that `program` exists and is executable, searching `PATH` for a bare name, so
@@ -141,14 +144,27 @@ pub fn check_program(program: &OsStr) -> Result<PathBuf, ServeError> {
 struct RuntimeDir(PathBuf);
 
 impl RuntimeDir {
+    /// Under `$XDG_RUNTIME_DIR` when set (private to the user already), else the temp
+    /// dir; the name has the master's pid (tests and operators find the notify socket by
+    /// it) and a random part, so that another user cannot create it first and stop the
+    /// master from starting. `create` refuses a path that exists: no one else's directory
+    /// is ever used.
     fn create() -> io::Result<Self> {
-        let path = std::env::temp_dir().join(format!("taskward-{}", std::process::id()));
-        // Left by an earlier process with the same pid.
-        if path.exists() {
-            std::fs::remove_dir_all(&path)?;
+        use std::hash::{BuildHasher, RandomState};
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|dir| dir.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let mut last = None;
+        for attempt in 0..8_u32 {
+            let random = RandomState::new().hash_one(attempt) & 0xffff_ffff;
+            let path = base.join(format!("taskward-{}-{random:08x}", std::process::id()));
+            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+                Ok(()) => return Ok(Self(path)),
+                Err(error) => last = Some(error),
+            }
         }
-        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
-        Ok(Self(path))
+        Err(last.unwrap_or_else(|| io::Error::other("no runtime directory")))
     }
 
     fn path(&self) -> &Path {

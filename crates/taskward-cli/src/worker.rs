@@ -13,6 +13,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use command_fds::{CommandFdExt, FdMapping};
+use rustix::process::{Pid, PidfdFlags, Signal, kill_process, pidfd_open, pidfd_send_signal};
 use tokio::process::{Child, Command};
 
 /// The first file descriptor of passed sockets (systemd's `SD_LISTEN_FDS_START`).
@@ -66,6 +67,9 @@ pub(crate) struct Worker {
     pub(crate) replacing: bool,
     /// `STATUS=` as last reported.
     pub(crate) status: String,
+    /// A handle on the process itself (Linux `pidfd`): a signal sent through it cannot
+    /// reach another process that reused the pid after this one was reaped.
+    pidfd: Option<OwnedFd>,
 }
 
 /// What a worker is started with.
@@ -105,6 +109,7 @@ impl Worker {
             .env("LISTEN_FDS", launch.listeners.len().to_string())
             .env("NOTIFY_SOCKET", launch.notify_socket)
             .env("TASKWARD_WORKER_ID", id.to_string())
+            .env(crate::exec::MASTER_PID_ENV, std::process::id().to_string())
             .env(
                 taskward_http::GRACEFUL_TIMEOUT_ENV,
                 launch.graceful_timeout.as_secs_f64().to_string(),
@@ -132,6 +137,11 @@ impl Worker {
         let pid = child
             .id()
             .ok_or_else(|| std::io::Error::other("the worker exited before its pid was read"))?;
+        // Opened before the exit can be reaped: the waiting task is not spawned yet.
+        let pidfd = i32::try_from(pid)
+            .ok()
+            .and_then(Pid::from_raw)
+            .and_then(|pid| pidfd_open(pid, PidfdFlags::empty()).ok());
         let now = Instant::now();
         let worker = Self {
             id,
@@ -144,8 +154,24 @@ impl Worker {
             max_requests,
             replacing: false,
             status: String::new(),
+            pidfd,
         };
         Ok((worker, child))
+    }
+
+    /// Sends `signal`; a process already gone is not an error (its exit is on the way).
+    pub(crate) fn signal(&self, signal: Signal) {
+        let sent = match &self.pidfd {
+            Some(pidfd) => pidfd_send_signal(pidfd, signal),
+            // Kernels before 5.3 have no pidfd: the pid it is.
+            None => match i32::try_from(self.pid).ok().and_then(Pid::from_raw) {
+                Some(pid) => kill_process(pid, signal),
+                None => return,
+            },
+        };
+        if let Err(error) = sent {
+            tracing::debug!(%error, pid = self.pid, "signal not delivered");
+        }
     }
 
     /// Counts for keeping the number of workers: not stopping.

@@ -241,9 +241,13 @@ fn a_unix_socket_is_bound_and_a_stale_one_replaced() {
 fn foreign_and_malformed_datagrams_are_ignored() {
     Harness::multi_thread(2).run(|_| async move {
         let serve = Serve::start("foreign", &["-w", "2", "--", common::HELLO]);
-        let socket = std::env::temp_dir()
-            .join(format!("taskward-{}", serve.pid()))
-            .join("notify.sock");
+        let started = serve.wait_log("master started");
+        let socket = started
+            .split("notify_socket=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(PathBuf::from)
+            .expect("the master logs its notify socket");
         let sender = UnixDatagram::unbound().expect("a datagram socket");
         sender
             .send_to(b"READY=1\nX_TASKWARD_REQUESTS=99", &socket)

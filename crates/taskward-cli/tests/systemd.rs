@@ -37,6 +37,32 @@ async fn expect_from(
         .unwrap_or_else(|_| panic!("the master never said {what}"));
 }
 
+/// The master, killed if the test fails before it exits (its workers follow: PDEATHSIG).
+struct KillOnDrop(Option<std::process::Child>);
+
+impl KillOnDrop {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    fn wait(mut self) -> std::process::ExitStatus {
+        self.0
+            .take()
+            .expect("not waited yet")
+            .wait()
+            .expect("waited")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 // Asserts: with a socket passed by its supervisor, the master serves on it (binding
 // nothing), says READY=1 once its workers are ready, RELOADING=1 then READY=1 around a
 // SIGHUP reload, and STOPPING=1 at SIGTERM, then exits 0.
@@ -64,6 +90,8 @@ fn plays_well_with_a_systemd_like_supervisor() {
                 HELLO,
             ])
             .env("LISTEN_FDS", "1")
+            // exec-worker checks that its parent is who started it.
+            .env("TASKWARD_MASTER_PID", std::process::id().to_string())
             .env("NOTIFY_SOCKET", notify.path())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -75,7 +103,7 @@ fn plays_well_with_a_systemd_like_supervisor() {
                 child_fd: 3,
             }])
             .expect("fd 3 is free");
-        let mut master = command.spawn().expect("the master starts");
+        let master = KillOnDrop(Some(command.spawn().expect("the master starts")));
         let pid = master.id();
 
         expect_from(&notify, pid, "READY=1", |m| m.ready).await;
@@ -93,8 +121,7 @@ fn plays_well_with_a_systemd_like_supervisor() {
         expect_from(&notify, pid, "STOPPING=1", |m| m.stopping).await;
         let exit = tokio::task::spawn_blocking(move || master.wait())
             .await
-            .expect("joined")
-            .expect("waited");
+            .expect("joined");
         assert_eq!(exit.code(), Some(0));
         drop(notify);
         let _ = std::fs::remove_dir_all(&dir);

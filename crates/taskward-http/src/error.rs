@@ -44,8 +44,9 @@ pub enum ClientError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WorkerError {
-    /// A socket passed by the supervisor (`LISTEN_FDS`) is not a TCP listener.
-    #[error("the socket passed as fd {fd} (LISTEN_FDS) is unusable")]
+    /// A socket passed by the supervisor (`LISTEN_FDS`) is not a TCP listener (unix
+    /// sockets are not served by taskward-http yet).
+    #[error("the socket passed as fd {fd} (LISTEN_FDS) is not a TCP listener")]
     Inherit {
         /// The file descriptor.
         fd: usize,
@@ -53,6 +54,13 @@ pub enum WorkerError {
         #[source]
         source: io::Error,
     },
+    /// Started by `taskward serve` (`TASKWARD_WORKER_ID` is set) but no socket arrived:
+    /// `LISTEN_PID` is not this process's pid, as when a wrapper script starts the
+    /// service without `exec`. Workers never bind on their own.
+    #[error(
+        "started by taskward serve but no socket was passed to this process (LISTEN_PID is another pid: does a wrapper start it without exec?)"
+    )]
+    NotPassed,
     /// No socket was passed, and the fallback address could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -70,9 +78,16 @@ pub enum WorkerError {
         /// Its value.
         value: String,
     },
-    /// The signal handlers could not be installed.
-    #[error(transparent)]
-    Signal(#[from] taskward::SignalError),
+    /// A signal handler could not be installed (or no tokio runtime with signal support
+    /// is running).
+    #[error("could not install the {signal} handler")]
+    Signal {
+        /// The signal, e.g. `SIGTERM`.
+        signal: &'static str,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
     /// A server could not start.
     #[error(transparent)]
     Serve(#[from] ServeError),

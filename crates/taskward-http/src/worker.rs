@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use axum::Router;
 use sd_notify::NotifyState;
-use taskward::signal::{SignalEvent, Signals};
 use taskward::{Scope, ShutdownReport, TaskContext};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::error::WorkerError;
 use crate::health::Health;
@@ -37,8 +37,10 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// An HTTP service run as a worker: serves on the sockets a supervisor passed (or binds
 /// its own when run alone), says `READY=1` once the app's startup tasks are done, sends
 /// heartbeats and request counts from a tracked task, and turns SIGTERM into a graceful
-/// shutdown of the server and the app (`STOPPING=1` first). A second SIGTERM or SIGINT,
-/// or a SIGQUIT, skips to the abort.
+/// shutdown of the server and the app (`STOPPING=1` first). SIGINT or SIGQUIT skip to the
+/// abort, at any time; a repeated SIGTERM does not (a supervisor may send it twice: systemd
+/// to the whole group, then the manager to its worker). SIGHUP is ignored: the manager
+/// reloads by replacing workers.
 ///
 /// # Examples
 ///
@@ -82,6 +84,7 @@ impl Worker {
     /// # Errors
     ///
     /// [`WorkerError::Inherit`] if a passed socket is not a TCP listener;
+    /// [`WorkerError::NotPassed`] if started by `taskward serve` without a socket;
     /// [`WorkerError::Bind`] if `addr` cannot be bound; [`WorkerError::Env`] if a
     /// `TASKWARD_*` variable holds a bad value.
     pub fn listen(addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<Self, WorkerError> {
@@ -98,6 +101,9 @@ impl Worker {
                     });
                 }
             }
+        }
+        if listeners.is_empty() && std::env::var_os("TASKWARD_WORKER_ID").is_some() {
+            return Err(WorkerError::NotPassed);
         }
         if listeners.is_empty() {
             let shown = format!("{addr:?}");
@@ -195,7 +201,7 @@ impl Worker {
         startup: &Scope,
         router: Router,
     ) -> Result<ShutdownReport, WorkerError> {
-        let mut signals = Signals::new()?;
+        let mut signals = StopSignals::new()?;
         let health = Health::new();
         health.ready_after(app, startup)?;
         let requests = RequestCount::new();
@@ -218,18 +224,12 @@ impl Worker {
         };
         app.task("notify").spawn_with(move |ctx| report.run(ctx))?;
 
-        loop {
-            tokio::select! {
-                event = signals.recv() => match event {
-                    SignalEvent::Reload => tracing::info!("SIGHUP ignored: the process manager reloads by replacing workers"),
-                    SignalEvent::Immediate => {
-                        notify(&[NotifyState::Stopping]);
-                        return Ok(app.abort_now().await);
-                    }
-                    _ => break,
-                },
-                () = app.cancelled() => break,
-            }
+        tokio::select! {
+            stop = signals.recv() => if stop == Stop::Now {
+                notify(&[NotifyState::Stopping]);
+                return Ok(app.abort_now().await);
+            },
+            () = app.cancelled() => {}
         }
         notify(&[NotifyState::Stopping]);
         Ok(stop(app, servers, self.deadline, &mut signals).await)
@@ -242,7 +242,7 @@ async fn stop(
     app: &Scope,
     servers: Vec<ServerHandle>,
     deadline: Duration,
-    signals: &mut Signals,
+    signals: &mut StopSignals,
 ) -> ShutdownReport {
     let started = tokio::time::Instant::now();
     let drained = futures_util::future::join_all(servers.into_iter().map(|s| s.shutdown(deadline)));
@@ -257,10 +257,69 @@ async fn stop(
     loop {
         tokio::select! {
             report = &mut graceful => return report,
-            event = signals.recv() => if event != SignalEvent::Reload {
+            stop = signals.recv() => if stop == Stop::Now {
                 // The shutdown above is the same one: it ends at once.
                 drop(app.abort_now());
             },
+        }
+    }
+}
+
+/// How a worker is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM: drain.
+    Graceful,
+    /// SIGINT or SIGQUIT: abort.
+    Now,
+}
+
+/// A worker's stop signals. Unlike [`taskward::signal::Signals`], SIGTERM never escalates:
+/// under a manager it may arrive twice for one stop.
+struct StopSignals {
+    term: Signal,
+    int: Signal,
+    quit: Signal,
+    hup: Signal,
+}
+
+impl StopSignals {
+    fn new() -> Result<Self, WorkerError> {
+        let install = |kind: SignalKind, name: &'static str| {
+            signal(kind).map_err(|source| WorkerError::Signal {
+                signal: name,
+                source,
+            })
+        };
+        Ok(Self {
+            term: install(SignalKind::terminate(), "SIGTERM")?,
+            int: install(SignalKind::interrupt(), "SIGINT")?,
+            quit: install(SignalKind::quit(), "SIGQUIT")?,
+            hup: install(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+
+    /// The next stop request; SIGHUP is logged and waited past.
+    async fn recv(&mut self) -> Stop {
+        loop {
+            tokio::select! {
+                Some(()) = self.term.recv() => {
+                    tracing::info!(signal = "SIGTERM", "graceful stop requested");
+                    return Stop::Graceful;
+                }
+                Some(()) = self.int.recv() => {
+                    tracing::warn!(signal = "SIGINT", "immediate stop requested");
+                    return Stop::Now;
+                }
+                Some(()) = self.quit.recv() => {
+                    tracing::warn!(signal = "SIGQUIT", "immediate stop requested");
+                    return Stop::Now;
+                }
+                Some(()) = self.hup.recv() => {
+                    tracing::info!("SIGHUP ignored: the process manager reloads by replacing workers");
+                }
+                else => std::future::pending::<()>().await,
+            }
         }
     }
 }
