@@ -161,3 +161,107 @@ fn sigterm_under_load_answers_every_accepted_request() {
         assert!(serve.lines("exit code 0").len() >= 2, "{}", serve.log());
     });
 }
+
+// Asserts: during a rolling reload of workers that take 300 ms to start, the number of
+// ready workers never drops below the two wanted: each old worker is stopped only once
+// its replacement is ready.
+#[test]
+fn capacity_never_dips_during_a_reload() {
+    Harness::multi_thread(2).run(|_| async move {
+        let serve = Serve::spawn("capacity", &["-w", "2", "--", HELLO], |command| {
+            command.env("HELLO_STARTUP_MS", "300");
+        });
+        serve.wait_log("all workers ready");
+        let before = ready_pids(&serve.status().await);
+        serve.signal(Signal::HUP);
+        let mut polls = 0;
+        loop {
+            let status = serve.status().await;
+            let ready = ready_pids(&status);
+            assert!(ready.len() >= 2, "capacity dipped:\n{status}");
+            polls += 1;
+            if ready.len() == 2
+                && status.workers.len() == 2
+                && ready.iter().all(|p| !before.contains(p))
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(
+            polls > 10,
+            "the reload was watched while it ran ({polls} polls)"
+        );
+    });
+}
+
+// Asserts: a SIGTERM to the master just after a reload, while the old worker still drains
+// slow requests, does not cut them: the master does not signal a stopping worker again,
+// and a repeated SIGTERM would not abort a taskward worker anyway.
+#[test]
+fn sigterm_during_a_drain_cuts_nothing() {
+    Harness::multi_thread(2).run(|_| async move {
+        let mut serve = Serve::start("term-during-drain", &["-w", "1", "--", HELLO]);
+        let load = Load::start(serve.addr, 4, "/slow/1500");
+        serve
+            .wait_status("slow requests in flight", |s| {
+                s.workers.iter().map(|w| w.requests).sum::<u64>() >= 4
+            })
+            .await;
+        let before = ready_pids(&serve.status().await);
+        serve.signal(Signal::HUP);
+        serve
+            .wait_status("the old worker draining", |s| {
+                s.workers
+                    .iter()
+                    .any(|w| before.contains(&w.pid) && w.state == "stopping")
+            })
+            .await;
+        serve.signal(Signal::TERM);
+        let (exit, serve) = tokio::task::spawn_blocking(move || (serve.wait(), serve))
+            .await
+            .expect("joined");
+        let counts = load.stop().await;
+        assert_eq!(exit.code(), Some(0), "{}", serve.log());
+        assert!(
+            counts.ok >= 4,
+            "the slow requests in flight were answered: {counts:?}"
+        );
+        assert_eq!(
+            counts.dropped + counts.cut + counts.status,
+            0,
+            "{counts:?}\n{}",
+            serve.log()
+        );
+    });
+}
+
+// Asserts: when the master is killed outright (SIGKILL, nothing it can do), its workers
+// get SIGTERM from the kernel and stop: none is left serving unsupervised.
+#[test]
+fn workers_stop_when_the_master_dies() {
+    Harness::multi_thread(2).run(|_| async move {
+        let serve = Serve::start("master-dies", &["-w", "2", "--", HELLO]);
+        let workers = ready_pids(&serve.status().await);
+        serve.signal(Signal::KILL);
+        let deadline = std::time::Instant::now() + common::PATIENCE;
+        for pid in workers {
+            // Gone, or a zombie waiting for the init process to reap it.
+            let alive = || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    !stat
+                        .split(") ")
+                        .nth(1)
+                        .is_some_and(|rest| rest.starts_with('Z'))
+                })
+            };
+            while alive() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "worker {pid} outlived its master"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    });
+}

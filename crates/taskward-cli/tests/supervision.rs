@@ -79,6 +79,52 @@ fn a_crash_loop_backs_off() {
             "each delay longer: {delays:?}"
         );
         assert!(delays[0] >= 200.0, "{delays:?}");
+        // And the starts really are that far apart: each gap at least the backoff before
+        // it (100, 200, 400 ms). A lower bound: a busy machine only makes gaps longer.
+        let starts: Vec<f64> = serve
+            .lines("worker started")
+            .iter()
+            .filter_map(|l| seconds_of_day(l))
+            .collect();
+        for (gap, backoff) in starts.windows(2).map(|w| w[1] - w[0]).zip([0.1, 0.2, 0.4]) {
+            assert!(
+                gap >= backoff * 0.95,
+                "restarts {gap:.3} s apart, backoff {backoff} s: {starts:?}"
+            );
+        }
+    });
+}
+
+/// The time of day of a log line (`2026-11-23T20:09:09.550863Z ...`), in seconds.
+fn seconds_of_day(line: &str) -> Option<f64> {
+    let time = line.split('T').nth(1)?.split('Z').next()?;
+    let mut parts = time.split(':');
+    let (h, m, s) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?)
+}
+
+// Asserts: a worker that ignores SIGTERM is killed at --graceful-timeout, the master
+// says so, and exits with code 3 (stopped, but a worker had to be killed).
+#[test]
+fn a_worker_ignoring_sigterm_is_killed_and_the_exit_code_says_so() {
+    Harness::multi_thread(2).run(|_| async move {
+        let stubborn = fixture("stubborn_worker.py");
+        let mut serve = Serve::start(
+            "stubborn",
+            &[
+                "-w",
+                "1",
+                "--graceful-timeout",
+                "1",
+                "--",
+                "python3",
+                &stubborn,
+            ],
+        );
+        serve.signal(Signal::TERM);
+        let exit = serve.wait();
+        assert_eq!(exit.code(), Some(3), "{}", serve.log());
+        serve.wait_log("worker did not stop in time: SIGKILL");
     });
 }
 
