@@ -130,12 +130,17 @@ impl Client {
         inner.in_flight.fetch_add(1, Ordering::AcqRel);
         let _done = InFlight(inner);
         tokio::select! {
+            // Biased: at the close deadline the cut and the connection's end come
+            // together; the request must fail as `Closed`, not as a dispatch error.
+            biased;
+            () = inner.cut.cancelled() => Err(ClientError::Closed),
             result = tokio::time::timeout(inner.timeout, pool.request(request)) => match result {
                 Ok(Ok(response)) => Ok(response),
+                // The connection went away because the client was closed under it.
+                Ok(Err(_)) if inner.cut.is_cancelled() => Err(ClientError::Closed),
                 Ok(Err(error)) => Err(ClientError::Request(error)),
                 Err(_) => Err(ClientError::Timeout(inner.timeout)),
             },
-            () = inner.cut.cancelled() => Err(ClientError::Closed),
         }
     }
 
@@ -209,7 +214,17 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     fn execute(&self, future: F) {
-        if let Err(error) = self.0.spawn("http connection", future) {
+        // A connection stops at the scope's cancellation: by then `close()` has let the
+        // requests in flight finish (or cut them at its deadline), and when the app as a
+        // whole shuts down nothing may wait on an idle pooled connection. Dropping the
+        // future closes its socket; the task ends cancelled, not aborted.
+        let spawned = self.0.task("http connection").spawn_with(move |ctx| async move {
+            tokio::select! {
+                () = future => {}
+                () = ctx.cancelled() => {}
+            }
+        });
+        if let Err(error) = spawned {
             tracing::debug!(%error, "client task refused: client closed");
         }
     }
