@@ -1,0 +1,121 @@
+//! The service assembled: startup tasks (`init_db`, `warm_cache`), the periodic job, the
+//! writer, the client, the routes, all in one app scope, run as a `taskward serve` worker.
+//!
+//! Read [`run`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use taskward::{RestartPolicy, Scope, ShutdownReport, TaskContext};
+use taskward_http::{Client, Worker};
+
+use crate::cache::Cache;
+use crate::db::{Db, SharedDb};
+use crate::routes::{AppState, router};
+use crate::writer::{channel, run_writer};
+
+/// What the service is told.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) db: PathBuf,
+    pub(crate) upstream: Option<String>,
+    pub(crate) upstream_timeout: Duration,
+    pub(crate) report_dir: Option<PathBuf>,
+}
+
+/// Items `warm_cache` loads.
+const WARM_ITEMS: usize = 10_000;
+
+/// Runs the service until a stop signal; returns the app's shutdown report.
+pub(crate) async fn run(
+    settings: Settings,
+    worker: Worker,
+) -> Result<ShutdownReport, Box<dyn std::error::Error>> {
+    let app = Scope::root("demo");
+    let startup = app.child("startup")?;
+    let db = SharedDb::default();
+    let cache = Cache::default();
+
+    // init_db: retried with a growing delay until it works; meanwhile /readyz says 503.
+    let path = settings.db.clone();
+    let opened = db.clone();
+    startup
+        .task("init_db")
+        .restart(
+            RestartPolicy::default()
+                .backoff(Duration::from_millis(200), Duration::from_secs(5))
+                .intensity(u32::MAX, Duration::from_secs(60)),
+        )
+        .spawn(move |_ctx| {
+            let (path, opened) = (path.clone(), opened.clone());
+            async move {
+                let db = tokio::task::spawn_blocking(move || Db::open(&path))
+                    .await
+                    .map_err(|joined| joined.to_string())?
+                    .map_err(|error| crate::error_chain(&error))?;
+                opened.set(db);
+                Ok::<_, String>(())
+            }
+        })?;
+    let (warm_db, warm_cache) = (db.clone(), cache.clone());
+    startup
+        .task("warm_cache")
+        .spawn_with(move |ctx| warm(ctx, warm_db, warm_cache))?;
+
+    let stats = cache.clone();
+    app.task("cache_stats").spawn_with(move |ctx| async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = ctx.cancelled() => break,
+                _ = tick.tick() => stats.refresh_stats(),
+            }
+        }
+    })?;
+
+    let (writer, jobs) = channel();
+    let (writer_db, writer_cache) = (db.clone(), cache.clone());
+    app.task("writer")
+        .spawn_with(move |ctx| run_writer(ctx, writer_db, writer_cache, jobs))?;
+
+    let state = AppState {
+        db,
+        cache,
+        writer,
+        client: Client::new(&app, settings.upstream_timeout)?,
+        upstream: settings.upstream.clone(),
+    };
+    let report = worker.run(&app, &startup, router(state)).await?;
+    if report.is_clean() {
+        tracing::info!(%report, "stopped cleanly");
+    } else {
+        tracing::warn!(%report, "stopped, not cleanly");
+    }
+    if let Some(dir) = &settings.report_dir {
+        write_report(dir, &report)?;
+    }
+    Ok(report)
+}
+
+/// Loads the newest items into the cache once the database is open.
+async fn warm(ctx: TaskContext, db: SharedDb, cache: Cache) -> Result<(), String> {
+    let db = tokio::select! {
+        db = db.wait() => db,
+        () = ctx.cancelled() => return Ok(()),
+    };
+    let items = tokio::task::spawn_blocking(move || db.latest(WARM_ITEMS))
+        .await
+        .map_err(|joined| joined.to_string())?
+        .map_err(|error| crate::error_chain(&error))?;
+    tracing::info!(items = items.len(), "cache warmed");
+    cache.put(items);
+    Ok(())
+}
+
+/// Writes the report as `<dir>/<pid>.json`, for whoever checks that shutdowns were clean.
+fn write_report(dir: &std::path::Path, report: &ShutdownReport) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("{}.json", std::process::id()));
+    let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+    std::fs::write(path, json)
+}

@@ -1,0 +1,192 @@
+//! The HTTP API: items (write through the batching writer, read through the cache), the
+//! upstream call, the built-in upstream, and JSON errors.
+//!
+//! Read [`router`].
+
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use taskward_http::{Body, Client, ClientError};
+
+use crate::cache::Cache;
+use crate::db::{Db, SharedDb};
+use crate::writer::{WriteError, Writer};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) db: SharedDb,
+    pub(crate) cache: Cache,
+    pub(crate) writer: Writer,
+    pub(crate) client: Client,
+    /// Where `GET /upstream` goes; `None`: this worker's own `/builtin`.
+    pub(crate) upstream: Option<String>,
+}
+
+/// The service's routes (health endpoints are added by `taskward_http::Worker`).
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/items", get(list_items).post(create_item))
+        .route("/items/{id}", get(get_item))
+        .route("/stats", get(stats))
+        .route("/upstream", get(upstream))
+        .route("/builtin", get(builtin))
+        .with_state(state)
+}
+
+/// An error answer: a status and a JSON body naming what was wrong.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad_request(error: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, error.to_string())
+}
+
+#[derive(Deserialize)]
+struct NewItem {
+    name: String,
+}
+
+async fn create_item(
+    State(state): State<AppState>,
+    body: Result<Json<NewItem>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let Json(item) = body.map_err(|rejection| bad_request(rejection.body_text()))?;
+    if item.name.is_empty() || item.name.len() > 1_000 {
+        return Err(bad_request("name: expected 1 to 1000 bytes"));
+    }
+    match state.writer.write(item.name).await {
+        Ok(item) => Ok((StatusCode::CREATED, Json(json!(item)))),
+        Err(WriteError::Stopped) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down: not stored".into(),
+        )),
+        Err(WriteError::Failed(error)) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, error)),
+    }
+}
+
+async fn get_item(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Path(id) = id.map_err(|rejection| bad_request(rejection.body_text()))?;
+    if let Some(item) = state.cache.get(id) {
+        return Ok(Json(json!(item)));
+    }
+    let db = ready_db(&state)?;
+    let found = tokio::task::spawn_blocking(move || db.get(id))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    match found {
+        Some(item) => {
+            state.cache.put([item.clone()]);
+            Ok(Json(json!(item)))
+        }
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no item {id}"))),
+    }
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+async fn list_items(
+    State(state): State<AppState>,
+    query: Result<Query<Limit>, QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(Limit { limit }) = query.map_err(|rejection| bad_request(rejection.body_text()))?;
+    let limit = limit.unwrap_or(20);
+    if !(1..=1_000).contains(&limit) {
+        return Err(bad_request("limit: expected 1 to 1000"));
+    }
+    let db = ready_db(&state)?;
+    let items = tokio::task::spawn_blocking(move || db.latest(limit))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!(state.cache.stats()))
+}
+
+/// Calls the upstream with the taskward client (its short timeout applies); a timeout is
+/// a 504, other failures a 502.
+async fn upstream(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Result<String, ApiError> {
+    let url = match &state.upstream {
+        Some(url) => url.clone(),
+        None => {
+            let host = request
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1");
+            format!("http://{host}/builtin")
+        }
+    };
+    let call = http::Request::get(&url).body(Body::empty()).map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("upstream {url}: {e}"),
+        )
+    })?;
+    let response = state
+        .client
+        .request(call)
+        .await
+        .map_err(|error| match error {
+            ClientError::Timeout(after) => ApiError(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("upstream {url}: no answer within {after:?}"),
+            ),
+            other => ApiError(StatusCode::BAD_GATEWAY, format!("upstream {url}: {other}")),
+        })?;
+    let status = response.status();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, format!("upstream {url}: {e}")))?
+        .to_bytes();
+    Ok(format!(
+        "upstream answered {status}: {}",
+        String::from_utf8_lossy(&body)
+    ))
+}
+
+#[derive(Deserialize)]
+struct Delay {
+    ms: Option<u64>,
+}
+
+/// The built-in upstream: answers after `?ms=` milliseconds (default 5).
+async fn builtin(query: Result<Query<Delay>, QueryRejection>) -> Result<&'static str, ApiError> {
+    let Query(Delay { ms }) = query.map_err(|rejection| bad_request(rejection.body_text()))?;
+    tokio::time::sleep(Duration::from_millis(ms.unwrap_or(5).min(60_000))).await;
+    Ok("ok")
+}
+
+fn ready_db(state: &AppState) -> Result<Db, ApiError> {
+    state.db.get().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: the database is not ready".into(),
+        )
+    })
+}
