@@ -51,6 +51,17 @@ impl Writer {
     /// Dropped, the item may still be committed; nobody hears of it.
     pub(crate) async fn write(&self, name: String) -> Result<Item, WriteError> {
         let (done, committed) = oneshot::channel();
+        if fire_and_forget() {
+            let item = Item {
+                id: 0,
+                name: name.clone(),
+            };
+            self.queue
+                .send((name, done))
+                .await
+                .map_err(|_| WriteError::Stopped)?;
+            return Ok(item);
+        }
         self.queue
             .send((name, done))
             .await
@@ -70,10 +81,15 @@ pub(crate) fn channel() -> (Writer, mpsc::Receiver<Job>) {
     (Writer { queue }, jobs)
 }
 
-/// Test switch: with `DEMO_UNSAFE_NO_DRAIN=1` the writer drops what is queued at
-/// shutdown instead of committing it. It exists to show that the end-to-end test of lost
-/// writes can fail; never set it otherwise.
-pub(crate) const NO_DRAIN_ENV: &str = "DEMO_UNSAFE_NO_DRAIN";
+/// Test switch: with `DEMO_UNSAFE_FIRE_AND_FORGET=1` the service does what the seed's
+/// service did: it acknowledges a write as soon as it is queued, the writer commits every
+/// 200 ms, and at shutdown what is queued is dropped, not drained. It exists only to show
+/// that the end-to-end test of lost writes can fail; never set it otherwise.
+pub(crate) const FIRE_AND_FORGET_ENV: &str = "DEMO_UNSAFE_FIRE_AND_FORGET";
+
+fn fire_and_forget() -> bool {
+    std::env::var_os(FIRE_AND_FORGET_ENV).is_some()
+}
 
 /// The writer task: waits for the database, then commits batches until cancelled, then
 /// drains the queue.
@@ -90,7 +106,12 @@ pub(crate) async fn run_writer(
             return;
         }
     };
-    let drain = std::env::var_os(NO_DRAIN_ENV).is_none();
+    let drain = !fire_and_forget();
+    let linger = if drain {
+        LINGER
+    } else {
+        Duration::from_millis(200)
+    };
     loop {
         let first = tokio::select! {
             job = jobs.recv() => job,
@@ -98,12 +119,14 @@ pub(crate) async fn run_writer(
         };
         let Some(first) = first else { return };
         let mut batch = vec![first];
-        let linger = tokio::time::sleep(LINGER);
-        tokio::pin!(linger);
-        while batch.len() < BATCH {
+        let lingering = tokio::time::sleep(linger);
+        tokio::pin!(lingering);
+        while batch.len() < BATCH || !drain {
             tokio::select! {
                 Some(job) = jobs.recv() => batch.push(job),
-                () = &mut linger => break,
+                () = &mut lingering => break,
+                // Fire-and-forget: the batch in hand is dropped with the task.
+                () = ctx.cancelled(), if !drain => return,
             }
         }
         commit(&db, &cache, batch).await;
@@ -112,7 +135,7 @@ pub(crate) async fn run_writer(
     // so what is queued is all there will be.
     jobs.close();
     if !drain {
-        tracing::warn!("{NO_DRAIN_ENV} set: dropping the queued writes");
+        tracing::warn!("{FIRE_AND_FORGET_ENV} set: dropping the queued writes");
         return;
     }
     let mut drained = 0;
