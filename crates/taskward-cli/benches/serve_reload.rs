@@ -28,6 +28,8 @@
 //! ```
 #![expect(clippy::print_stdout, reason = "a benchmark prints its tables")]
 
+#[path = "../tests/common/ansi.rs"]
+mod ansi;
 #[path = "../tests/common/load.rs"]
 #[expect(
     dead_code,
@@ -227,7 +229,7 @@ impl Server {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let line = strip_ansi(&line);
+                let line = ansi::strip_ansi(&line);
                 let (log, changed) = &*sink;
                 let mut log = log.lock().expect("log lock");
                 if line.contains(kind.ready_line()) {
@@ -719,23 +721,6 @@ async fn kill_groups_on_signal() {
         kill_group(*pgid);
     }
     std::process::exit(130);
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 fn main() {

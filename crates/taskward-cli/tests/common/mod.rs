@@ -3,6 +3,7 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub(crate) mod ansi;
 pub(crate) mod load;
 
 use std::io::{BufRead, BufReader};
@@ -75,7 +76,10 @@ impl Serve {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let (lines, changed) = &*sink;
-                lines.lock().expect("log lock").push(strip_ansi(&line));
+                lines
+                    .lock()
+                    .expect("log lock")
+                    .push(ansi::strip_ansi(&line));
                 changed.notify_all();
             }
         });
@@ -217,21 +221,4 @@ pub(crate) fn ready_pids(status: &Status) -> Vec<u32> {
         .filter(|w| w.state == "ready")
         .map(|w| w.pid)
         .collect()
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
