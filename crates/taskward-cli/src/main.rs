@@ -108,13 +108,7 @@ fn main() -> ExitCode {
 /// Prints `error` and its causes on one line; returns `code`.
 #[expect(clippy::print_stderr, reason = "the command's error output")]
 fn fail(error: &dyn Error, code: u8) -> ExitCode {
-    let mut line = format!("taskward: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        line.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    eprintln!("{line}");
+    eprintln!("taskward: {}", taskward_cli::error_line::error_line(error));
     ExitCode::from(code)
 }
 

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::admin::{RestartRecord, Status, WorkerStatus};
 use crate::config::ServeConfig;
+use crate::error_line::error_line;
 use crate::notify::{Datagram, NotifySocket, RecvError, Watchdog};
 use crate::worker::{Launch, Role, State, Worker, describe};
 
@@ -143,7 +144,7 @@ impl Master {
         admin: Option<(UnixListener, PathBuf)>,
     ) -> io::Result<Self> {
         let notify = NotifySocket::bind(runtime_dir.join("notify.sock"))
-            .map_err(|error| io::Error::new(error.source.kind(), chain(&error)))?;
+            .map_err(|error| io::Error::new(error.source.kind(), error_line(&error)))?;
         Ok(Self {
             exec: std::env::current_exe()?,
             program: config.program,
@@ -423,7 +424,7 @@ impl Master {
         let datagram = match received {
             Ok(datagram) => datagram,
             Err(error) => {
-                tracing::warn!(error = %chain(&error), "notify datagram ignored");
+                tracing::warn!(error = %error_line(&error), "notify datagram ignored");
                 if matches!(error, RecvError::Io(_)) {
                     self.io_paused_until = Some(later(Instant::now(), IO_PAUSE));
                 }
@@ -715,18 +716,6 @@ fn later(at: Instant, d: Duration) -> Instant {
     at.checked_add(d)
         .or_else(|| at.checked_add(NEVER))
         .unwrap_or(at)
-}
-
-/// An error and its causes, on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Tells the master's own supervisor (systemd `Type=notify`), if it has one.
