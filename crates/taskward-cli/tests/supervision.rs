@@ -281,6 +281,40 @@ fn a_unix_socket_is_bound_and_a_stale_one_replaced() {
     });
 }
 
+// Asserts: a taskward-http worker takes the unix socket the master passes as fd 3 (it
+// does not fail with "not a TCP listener"), becomes ready, and answers on the path.
+#[test]
+fn a_taskward_worker_serves_a_passed_unix_socket() {
+    Harness::multi_thread(2).run(|_| async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = common::test_dir("unix-hello");
+        let path = dir.join("app.sock");
+        let bind = format!("unix:{}", path.display());
+        let serve = Serve::start("unix-hello", &["-b", &bind, "-w", "1", "--", common::HELLO]);
+        let pids = ready_pids(&serve.status().await);
+        let mut stream = tokio::net::UnixStream::connect(&path)
+            .await
+            .expect("connects");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("request sent");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .expect("response read");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(
+            pids.iter()
+                .any(|pid| response.trim_end().ends_with(&format!("hello from {pid}"))),
+            "{response} (ready: {pids:?})"
+        );
+        drop(serve);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
+
 // Asserts: datagrams on the notify socket from a process that is not a worker, or that
 // are not notifications, are logged and ignored; the master goes on serving.
 #[test]

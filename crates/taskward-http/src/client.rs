@@ -218,12 +218,15 @@ where
         // requests in flight finish (or cut them at its deadline), and when the app as a
         // whole shuts down nothing may wait on an idle pooled connection. Dropping the
         // future closes its socket; the task ends cancelled, not aborted.
-        let spawned = self.0.task("http connection").spawn_with(move |ctx| async move {
-            tokio::select! {
-                () = future => {}
-                () = ctx.cancelled() => {}
-            }
-        });
+        let spawned = self
+            .0
+            .task("http connection")
+            .spawn_with(move |ctx| async move {
+                tokio::select! {
+                    () = future => {}
+                    () = ctx.cancelled() => {}
+                }
+            });
         if let Err(error) = spawned {
             tracing::debug!(%error, "client task refused: client closed");
         }

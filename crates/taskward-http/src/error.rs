@@ -44,13 +44,15 @@ pub enum ClientError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WorkerError {
-    /// A socket passed by the supervisor (`LISTEN_FDS`) is not a TCP listener (unix
-    /// sockets are not served by taskward-http yet).
-    #[error("the socket passed as fd {fd} (LISTEN_FDS) is not a TCP listener")]
+    /// A socket passed by the supervisor (`LISTEN_FDS`) is neither a TCP listener nor a
+    /// unix stream listener.
+    #[error(
+        "the socket passed as fd {fd} (LISTEN_FDS) is neither a TCP nor a unix stream listener"
+    )]
     Inherit {
         /// The file descriptor.
         fd: usize,
-        /// What checking or converting it said.
+        /// What checking it as a TCP listener said.
         #[source]
         source: io::Error,
     },

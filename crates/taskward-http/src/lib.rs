@@ -24,5 +24,5 @@ pub use client::Client;
 pub use error::{ClientError, ServeError, WorkerError};
 pub use health::{Health, HealthPaths};
 pub use requests::RequestCount;
-pub use server::{Body, HttpService, Server, ServerHandle};
+pub use server::{Body, HttpService, ListenAddr, Server, ServerHandle};
 pub use worker::{DRAIN_DELAY_ENV, GRACEFUL_TIMEOUT_ENV, MAX_REQUESTS_ENV, Worker};

@@ -2,13 +2,16 @@
 //! flips readiness, drains, then lets in-flight requests finish within a deadline.
 //!
 //! HTTP/1.1 and HTTP/2 (h2c, prior knowledge) on the same port; HTTP/2 streams run inside
-//! their connection's task (see `streams.rs`).
+//! their connection's task (see `streams.rs`). The listener is a TCP socket or a unix
+//! stream socket ([`ListenAddr`] says which).
 //!
 //! Read [`Server`] first, then [`ServerHandle::shutdown`] for the order of events.
 
 use std::convert::Infallible;
+use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +21,8 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use taskward::{Scope, ShutdownReport, TaskContext, TaskHandle};
-use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs, UnixListener, UnixStream};
+use tokio_util::either::Either;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
@@ -78,7 +82,7 @@ impl<S> HttpService for S where
 /// ```
 #[derive(Debug)]
 pub struct Server {
-    listener: TcpListener,
+    listener: Listener,
     health: Health,
     requests: RequestCount,
     drain_delay: Duration,
@@ -94,6 +98,35 @@ impl Server {
     /// inherited from a supervisor).
     #[must_use]
     pub fn from_listener(listener: TcpListener) -> Self {
+        Self::new(Listener::Tcp(listener))
+    }
+
+    /// Serves connections accepted from a unix stream socket `listener`. The socket file
+    /// is left in place when the server stops: it belongs to whoever bound it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{Router, routing::get};
+    /// use taskward::Scope;
+    /// use taskward_http::{ListenAddr, Server};
+    ///
+    /// let app = Scope::root("app");
+    /// let listener = tokio::net::UnixListener::bind("/run/app/http.sock")?;
+    /// let router = Router::new().route("/", get(|| async { "hello" }));
+    /// let server = Server::from_unix(listener).serve(&app, router)?;
+    /// assert!(matches!(server.listen_addr(), ListenAddr::Unix(Some(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn from_unix(listener: UnixListener) -> Self {
+        Self::new(Listener::Unix(listener))
+    }
+
+    fn new(listener: Listener) -> Self {
         Self {
             listener,
             health: Health::new(),
@@ -120,6 +153,25 @@ impl Server {
         listener.set_nonblocking(true).map_err(ServeError::Io)?;
         let listener = TcpListener::from_std(listener).map_err(ServeError::Io)?;
         Ok(Self::from_listener(listener))
+    }
+
+    /// Serves connections accepted from a standard-library unix stream listener: one
+    /// inherited from a supervisor (`taskward serve -b unix:/path`) or bound before the
+    /// runtime started.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::Io`] if the socket cannot be made non-blocking or registered with
+    /// the runtime (including when called outside a tokio runtime).
+    pub fn from_std_unix(listener: std::os::unix::net::UnixListener) -> Result<Self, ServeError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ServeError::Io(io::Error::other(
+                "Server::from_std_unix called outside a tokio runtime",
+            )));
+        }
+        listener.set_nonblocking(true).map_err(ServeError::Io)?;
+        let listener = UnixListener::from_std(listener).map_err(ServeError::Io)?;
+        Ok(Self::from_unix(listener))
     }
 
     /// Binds `addr` and serves connections accepted there.
@@ -170,13 +222,30 @@ impl Server {
         self
     }
 
-    /// The address the server listens on.
+    /// The TCP address the server listens on.
+    ///
+    /// # Errors
+    ///
+    /// What the operating system says when asked for the socket's address;
+    /// [`io::ErrorKind::Unsupported`] for a unix socket, which has no such address (see
+    /// [`listen_addr`](Self::listen_addr)).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self.listen_addr()? {
+            ListenAddr::Tcp(addr) => Ok(addr),
+            unix @ ListenAddr::Unix(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{unix} has no TCP address"),
+            )),
+        }
+    }
+
+    /// Where the server listens: a TCP address or a unix socket path.
     ///
     /// # Errors
     ///
     /// What the operating system says when asked for the socket's address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+    pub fn listen_addr(&self) -> io::Result<ListenAddr> {
+        self.listener.listen_addr()
     }
 
     /// Starts serving `service` in a child scope `http` of `scope`: an `accept` task, and
@@ -190,7 +259,7 @@ impl Server {
     where
         S: HttpService,
     {
-        let local_addr = self.listener.local_addr().map_err(ServeError::Io)?;
+        let listen_addr = self.listener.listen_addr().map_err(ServeError::Io)?;
         let http = scope.child("http")?;
         let settings = Arc::new(Settings {
             idle_window: self.idle_window,
@@ -211,8 +280,73 @@ impl Server {
             health: self.health,
             requests: self.requests,
             drain_delay: self.drain_delay,
-            local_addr,
+            listen_addr,
         })
+    }
+}
+
+/// Where a server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ListenAddr {
+    /// A TCP socket's address. Displayed as `127.0.0.1:8080`.
+    Tcp(SocketAddr),
+    /// A unix stream socket's path, or `None` when the socket has none (unnamed, or in
+    /// Linux's abstract namespace). Displayed as `unix:/run/app.sock`, or `unix:(unnamed)`.
+    Unix(Option<PathBuf>),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => addr.fmt(f),
+            Self::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            Self::Unix(None) => f.write_str("unix:(unnamed)"),
+        }
+    }
+}
+
+/// The socket a [`Server`] accepts from.
+#[derive(Debug)]
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// An accepted connection: TCP or unix, served alike.
+type Stream = Either<TcpStream, UnixStream>;
+
+impl Listener {
+    fn listen_addr(&self) -> io::Result<ListenAddr> {
+        match self {
+            Self::Tcp(listener) => listener.local_addr().map(ListenAddr::Tcp),
+            Self::Unix(listener) => {
+                let addr = listener.local_addr()?;
+                Ok(ListenAddr::Unix(addr.as_pathname().map(Path::to_path_buf)))
+            }
+        }
+    }
+
+    /// The next connection, and the name of its task's peer: the TCP peer's address, or
+    /// `unix#<n>` counting from 1 (a unix client is almost always unnamed, so its address
+    /// would not tell connections apart).
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: both tokio `accept`s are, and `unix_seq` only moves
+    /// once a connection was taken.
+    async fn accept(&self, unix_seq: &mut u64) -> io::Result<(Stream, String)> {
+        match self {
+            Self::Tcp(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                Ok((Either::Left(stream), peer.to_string()))
+            }
+            Self::Unix(listener) => {
+                let (stream, _) = listener.accept().await?;
+                *unix_seq += 1;
+                Ok((Either::Right(stream), format!("unix#{unix_seq}")))
+            }
+        }
     }
 }
 
@@ -232,14 +366,27 @@ pub struct ServerHandle {
     health: Health,
     requests: RequestCount,
     drain_delay: Duration,
-    local_addr: SocketAddr,
+    listen_addr: ListenAddr,
 }
 
 impl ServerHandle {
-    /// The address the server listens on.
+    /// The TCP address the server listens on.
+    ///
+    /// A server on a unix socket has none: it returns the unspecified address
+    /// `0.0.0.0:0`, which no client can connect to. Use
+    /// [`listen_addr`](Self::listen_addr) when the server may be either.
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        match self.listen_addr {
+            ListenAddr::Tcp(addr) => addr,
+            ListenAddr::Unix(_) => SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+        }
+    }
+
+    /// Where the server listens: a TCP address or a unix socket path.
+    #[must_use]
+    pub fn listen_addr(&self) -> &ListenAddr {
+        &self.listen_addr
     }
 
     /// The requests this server has begun to answer.
@@ -272,7 +419,7 @@ impl ServerHandle {
     /// [`taskward::ShutdownFuture`]).
     pub async fn shutdown(self, deadline: Duration) -> ShutdownReport {
         self.health.set_draining();
-        tracing::info!(addr = %self.local_addr, drain_delay = ?self.drain_delay, "server draining: not ready");
+        tracing::info!(addr = %self.listen_addr, drain_delay = ?self.drain_delay, "server draining: not ready");
         let started = tokio::time::Instant::now();
         tokio::time::sleep(self.drain_delay.min(deadline)).await;
         // Accepting stops first, and only then do the connections drain: a connection
@@ -290,13 +437,14 @@ impl ServerHandle {
 async fn accept_loop<S>(
     ctx: TaskContext,
     stop: CancellationToken,
-    listener: TcpListener,
+    listener: Listener,
     conns: Scope,
     service: S,
     settings: Arc<Settings>,
 ) where
     S: HttpService,
 {
+    let mut unix_seq = 0;
     loop {
         let accepted = tokio::select! {
             // Biased: once asked to stop, take no connection from the queue, where
@@ -304,7 +452,7 @@ async fn accept_loop<S>(
             biased;
             () = stop.cancelled() => break,
             () = ctx.cancelled() => break,
-            accepted = listener.accept() => accepted,
+            accepted = listener.accept(&mut unix_seq) => accepted,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
@@ -337,12 +485,8 @@ async fn accept_loop<S>(
 
 /// One connection, from first byte to close, with the graceful end described in
 /// [`ServerHandle::shutdown`].
-async fn serve_connection<S>(
-    ctx: TaskContext,
-    stream: TcpStream,
-    service: S,
-    settings: Arc<Settings>,
-) where
+async fn serve_connection<S>(ctx: TaskContext, stream: Stream, service: S, settings: Arc<Settings>)
+where
     S: HttpService,
 {
     let state = Arc::new(ConnState::new(

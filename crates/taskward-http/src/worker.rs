@@ -8,6 +8,8 @@
 //! requests begun so far, which `taskward serve` reads for `--max-requests`).
 
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
+use std::os::unix::net::UnixListener as StdUnixListener;
+use std::path::Path;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,7 +20,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::error::WorkerError;
 use crate::health::Health;
 use crate::requests::RequestCount;
-use crate::server::{Server, ServerHandle};
+use crate::server::{ListenAddr, Server, ServerHandle};
 
 /// The requests after which the process manager wants this worker replaced (it passes
 /// the limit, jitter included; the worker reports the moment it is reached).
@@ -62,7 +64,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// ```
 #[derive(Debug)]
 pub struct Worker {
-    listeners: Vec<StdListener>,
+    listeners: Vec<Socket>,
     deadline: Duration,
     drain_delay: Duration,
     max_requests: Option<u64>,
@@ -74,8 +76,9 @@ impl Worker {
     /// graceful timeout.
     pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
 
-    /// Takes the TCP listeners a supervisor passed (`LISTEN_FDS`, checked against
-    /// `LISTEN_PID`), or, when none were passed, binds `addr`.
+    /// Takes the listeners a supervisor passed (`LISTEN_FDS`, checked against
+    /// `LISTEN_PID`), TCP or unix stream sockets, or, when none were passed, binds `addr`
+    /// (TCP).
     ///
     /// The variables are read and unset, as `sd_listen_fds(1)` does, so that programs
     /// this one starts do not take the sockets for theirs: call it at the start of
@@ -83,7 +86,8 @@ impl Worker {
     ///
     /// # Errors
     ///
-    /// [`WorkerError::Inherit`] if a passed socket is not a TCP listener;
+    /// [`WorkerError::Inherit`] if a passed socket is neither a TCP nor a unix stream
+    /// listener;
     /// [`WorkerError::NotPassed`] if started by `taskward serve` without a socket;
     /// [`WorkerError::Bind`] if `addr` cannot be bound; [`WorkerError::Env`] if a
     /// `TASKWARD_*` variable holds a bad value.
@@ -91,16 +95,21 @@ impl Worker {
         let mut passed = listenfd::ListenFd::from_env();
         let mut listeners = Vec::with_capacity(passed.len());
         for index in 0..passed.len() {
-            match passed.take_tcp_listener(index) {
-                Ok(Some(listener)) => listeners.push(listener),
-                Ok(None) => {}
-                Err(source) => {
-                    return Err(WorkerError::Inherit {
-                        fd: 3 + index,
-                        source,
-                    });
-                }
-            }
+            let taken = match passed.take_tcp_listener(index) {
+                Ok(tcp) => tcp.map(Socket::Tcp),
+                // On a type mismatch listenfd leaves the fd in its place, so the same
+                // index can be tried as a unix socket.
+                Err(source) => match passed.take_unix_listener(index) {
+                    Ok(unix) => unix.map(Socket::Unix),
+                    Err(_) => {
+                        return Err(WorkerError::Inherit {
+                            fd: 3 + index,
+                            source,
+                        });
+                    }
+                },
+            };
+            listeners.extend(taken);
         }
         if listeners.is_empty() && std::env::var_os("TASKWARD_WORKER_ID").is_some() {
             return Err(WorkerError::NotPassed);
@@ -111,7 +120,7 @@ impl Worker {
                 addr: shown,
                 source,
             })?;
-            listeners.push(listener);
+            listeners.push(Socket::Tcp(listener));
         }
         let seconds = |var: &'static str| -> Result<Option<f64>, WorkerError> {
             match std::env::var(var) {
@@ -166,12 +175,31 @@ impl Worker {
         self
     }
 
-    /// The addresses served.
+    /// The TCP addresses served; unix sockets are left out (see
+    /// [`listen_addrs`](Self::listen_addrs)).
     #[must_use]
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|l| match l {
+                Socket::Tcp(l) => l.local_addr().ok(),
+                Socket::Unix(_) => None,
+            })
+            .collect()
+    }
+
+    /// Every address served, TCP or unix.
+    #[must_use]
+    pub fn listen_addrs(&self) -> Vec<ListenAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| match l {
+                Socket::Tcp(l) => l.local_addr().ok().map(ListenAddr::Tcp),
+                Socket::Unix(l) => l
+                    .local_addr()
+                    .ok()
+                    .map(|a| ListenAddr::Unix(a.as_pathname().map(Path::to_path_buf))),
+            })
             .collect()
     }
 
@@ -208,12 +236,16 @@ impl Worker {
         let router = router.merge(health.router());
         let mut servers = Vec::with_capacity(self.listeners.len());
         for listener in self.listeners {
-            let server = Server::from_std(listener)?
+            let server = match listener {
+                Socket::Tcp(listener) => Server::from_std(listener)?,
+                Socket::Unix(listener) => Server::from_std_unix(listener)?,
+            };
+            let server = server
                 .health(health.clone())
                 .requests(requests.clone())
                 .drain_delay(self.drain_delay)
                 .serve(app, router.clone())?;
-            tracing::info!(addr = %server.local_addr(), "worker serving");
+            tracing::info!(addr = %server.listen_addr(), "worker serving");
             servers.push(server);
         }
         let report = Reporter {
@@ -234,6 +266,13 @@ impl Worker {
         notify(&[NotifyState::Stopping]);
         Ok(stop(app, servers, self.deadline, &mut signals).await)
     }
+}
+
+/// A listening socket a worker serves: passed by its supervisor, or bound.
+#[derive(Debug)]
+enum Socket {
+    Tcp(StdListener),
+    Unix(StdUnixListener),
 }
 
 /// The graceful stop: every server drains, then the app's own tasks stop, all within
