@@ -8,10 +8,8 @@
 //! Read [`Server`] first, then [`ServerHandle::shutdown`] for the order of events.
 
 use std::convert::Infallible;
-use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,14 +19,14 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use taskward::{Scope, ShutdownReport, TaskContext, TaskHandle};
-use tokio::net::{TcpListener, TcpStream, ToSocketAddrs, UnixListener, UnixStream};
-use tokio_util::either::Either;
+use tokio::net::{TcpListener, ToSocketAddrs, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use crate::drain::{ConnState, DrainAware};
 use crate::error::ServeError;
 use crate::health::Health;
+use crate::listener::{ListenAddr, Listener, Stream};
 use crate::requests::RequestCount;
 use crate::streams::{ConnStreams, Running};
 
@@ -282,71 +280,6 @@ impl Server {
             drain_delay: self.drain_delay,
             listen_addr,
         })
-    }
-}
-
-/// Where a server listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ListenAddr {
-    /// A TCP socket's address. Displayed as `127.0.0.1:8080`.
-    Tcp(SocketAddr),
-    /// A unix stream socket's path, or `None` when the socket has none (unnamed, or in
-    /// Linux's abstract namespace). Displayed as `unix:/run/app.sock`, or `unix:(unnamed)`.
-    Unix(Option<PathBuf>),
-}
-
-impl fmt::Display for ListenAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Tcp(addr) => addr.fmt(f),
-            Self::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
-            Self::Unix(None) => f.write_str("unix:(unnamed)"),
-        }
-    }
-}
-
-/// The socket a [`Server`] accepts from.
-#[derive(Debug)]
-enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
-
-/// An accepted connection: TCP or unix, served alike.
-type Stream = Either<TcpStream, UnixStream>;
-
-impl Listener {
-    fn listen_addr(&self) -> io::Result<ListenAddr> {
-        match self {
-            Self::Tcp(listener) => listener.local_addr().map(ListenAddr::Tcp),
-            Self::Unix(listener) => {
-                let addr = listener.local_addr()?;
-                Ok(ListenAddr::Unix(addr.as_pathname().map(Path::to_path_buf)))
-            }
-        }
-    }
-
-    /// The next connection, and the name of its task's peer: the TCP peer's address, or
-    /// `unix#<n>` counting from 1 (a unix client is almost always unnamed, so its address
-    /// would not tell connections apart).
-    ///
-    /// # Cancel safety
-    ///
-    /// This method is cancel safe: both tokio `accept`s are, and `unix_seq` only moves
-    /// once a connection was taken.
-    async fn accept(&self, unix_seq: &mut u64) -> io::Result<(Stream, String)> {
-        match self {
-            Self::Tcp(listener) => {
-                let (stream, peer) = listener.accept().await?;
-                Ok((Either::Left(stream), peer.to_string()))
-            }
-            Self::Unix(listener) => {
-                let (stream, _) = listener.accept().await?;
-                *unix_seq += 1;
-                Ok((Either::Right(stream), format!("unix#{unix_seq}")))
-            }
-        }
     }
 }
 

@@ -9,7 +9,6 @@
 
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
 use std::os::unix::net::UnixListener as StdUnixListener;
-use std::path::Path;
 use std::time::Duration;
 
 use axum::Router;
@@ -19,8 +18,9 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::error::WorkerError;
 use crate::health::Health;
+use crate::listener::ListenAddr;
 use crate::requests::RequestCount;
-use crate::server::{ListenAddr, Server, ServerHandle};
+use crate::server::{Server, ServerHandle};
 
 /// The requests after which the process manager wants this worker replaced (it passes
 /// the limit, jitter included; the worker reports the moment it is reached).
@@ -198,7 +198,7 @@ impl Worker {
                 Socket::Unix(l) => l
                     .local_addr()
                     .ok()
-                    .map(|a| ListenAddr::Unix(a.as_pathname().map(Path::to_path_buf))),
+                    .map(|a| ListenAddr::unix(a.as_pathname())),
             })
             .collect()
     }
