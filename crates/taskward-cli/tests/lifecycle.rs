@@ -163,8 +163,10 @@ fn sigterm_under_load_answers_every_accepted_request() {
 }
 
 // Asserts: during a rolling reload of workers that take 300 ms to start, the number of
-// ready workers never drops below the two wanted: each old worker is stopped only once
-// its replacement is ready.
+// ready workers never drops below the two wanted (each old worker is stopped only once
+// its replacement is ready), and under load no request fails: a starting worker does
+// not take connections from the shared socket before it is ready (its `/` would answer
+// 503 until then).
 #[test]
 fn capacity_never_dips_during_a_reload() {
     Harness::multi_thread(2).run(|_| async move {
@@ -172,6 +174,10 @@ fn capacity_never_dips_during_a_reload() {
             command.env("HELLO_STARTUP_MS", "300");
         });
         serve.wait_log("all workers ready");
+        let load = Load::start(serve.addr, CONNECTIONS, "/");
+        // New connections all the time: any worker accepting could take them.
+        let fresh = Load::start_closing(serve.addr, 2, "/");
+        load.run_for(100).await;
         let before = ready_pids(&serve.status().await);
         serve.signal(Signal::HUP);
         let mut polls = 0;
@@ -191,6 +197,15 @@ fn capacity_never_dips_during_a_reload() {
         assert!(
             polls > 10,
             "the reload was watched while it ran ({polls} polls)"
+        );
+        load.run_for(100).await;
+        let counts = load.stop().await;
+        let fresh = fresh.stop().await;
+        assert_eq!(counts.failed, 0, "{counts:?}");
+        assert_eq!(fresh.failed, 0, "a starting worker answered: {fresh:?}");
+        assert!(
+            fresh.connections >= 10,
+            "new connections were made: {fresh:?}"
         );
     });
 }

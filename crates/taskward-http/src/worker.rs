@@ -65,6 +65,9 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Worker {
     listeners: Vec<Socket>,
+    /// The sockets were passed by a supervisor, and other workers accept on them too:
+    /// accept only once ready, or a starting worker takes requests it cannot answer yet.
+    shared: bool,
     deadline: Duration,
     drain_delay: Duration,
     max_requests: Option<u64>,
@@ -114,6 +117,7 @@ impl Worker {
         if listeners.is_empty() && std::env::var_os("TASKWARD_WORKER_ID").is_some() {
             return Err(WorkerError::NotPassed);
         }
+        let shared = !listeners.is_empty();
         if listeners.is_empty() {
             let shown = format!("{addr:?}");
             let listener = StdListener::bind(addr).map_err(|source| WorkerError::Bind {
@@ -149,6 +153,7 @@ impl Worker {
         };
         Ok(Self {
             listeners,
+            shared,
             deadline,
             drain_delay,
             max_requests,
@@ -208,7 +213,9 @@ impl Worker {
     /// deadline.
     ///
     /// `/readyz` turns ready, and `READY=1` is sent, once every task of `startup` has
-    /// ended.
+    /// ended. On sockets a supervisor passed (shared with other workers), accepting
+    /// starts only then: the ready workers take the queued connections meanwhile. On a
+    /// socket of its own the worker accepts at once and `/readyz` says 503 until ready.
     ///
     /// # Return Value
     ///
@@ -230,6 +237,21 @@ impl Worker {
         router: Router,
     ) -> Result<ShutdownReport, WorkerError> {
         let mut signals = StopSignals::new()?;
+        if self.shared {
+            // Connections wait in the shared queue, taken by the ready workers, until
+            // this one's startup is done. (Alone, or behind a load balancer that polls
+            // /readyz, serving at once is right: the listener is up, readiness says 503.)
+            tokio::select! {
+                () = startup.wait() => {}
+                stop = signals.recv() => {
+                    notify(&[NotifyState::Stopping]);
+                    return Ok(match stop {
+                        Stop::Now => app.abort_now().await,
+                        Stop::Graceful => app.shutdown(self.deadline).await,
+                    });
+                }
+            }
+        }
         let health = Health::new();
         health.ready_after(app, startup)?;
         let requests = RequestCount::new();

@@ -7,14 +7,18 @@
 //! curl 127.0.0.1:8000/slow/500   # answers after 500 ms
 //! ```
 //!
-//! `HELLO_STARTUP_MS` delays readiness by a startup task of that length (default 0).
+//! `HELLO_STARTUP_MS` delays readiness by a startup task of that length (default 0);
+//! until it is done, `/` answers 503, as a service whose handlers need their startup.
 //! Run alone, it binds 127.0.0.1:8000.
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::routing::get;
 use taskward::Scope;
 use taskward_http::Worker;
@@ -50,14 +54,26 @@ fn main() -> ExitCode {
         let app = Scope::root("hello");
         let started = async {
             let startup = app.child("startup")?;
+            let warm = Arc::new(AtomicBool::new(false));
+            let warmed = warm.clone();
             startup.spawn("warm_up", async move {
                 tokio::time::sleep(Duration::from_millis(startup_ms)).await;
+                warmed.store(true, Ordering::Release);
             })?;
             let pid = std::process::id();
             let router = Router::new()
                 .route(
                     "/",
-                    get(move || async move { format!("hello from {pid}\n") }),
+                    get(move || {
+                        let warm = warm.load(Ordering::Acquire);
+                        async move {
+                            if warm {
+                                (StatusCode::OK, format!("hello from {pid}\n"))
+                            } else {
+                                (StatusCode::SERVICE_UNAVAILABLE, "starting\n".to_owned())
+                            }
+                        }
+                    }),
                 )
                 .route(
                     "/slow/{ms}",

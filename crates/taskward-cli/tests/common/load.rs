@@ -49,21 +49,43 @@ pub(crate) struct Load {
 impl Load {
     /// Starts `connections` keep-alive connections sending `GET path` to `addr`.
     pub(crate) fn start(addr: SocketAddr, connections: usize, path: &'static str) -> Self {
-        Self::spawn(addr, connections, path, false)
+        Self::spawn(addr, connections, path, false, false)
+    }
+
+    /// Like [`start`](Self::start), but each request asks for `Connection: close`: every
+    /// request comes on a new connection, taken from the listen queue by whichever worker
+    /// accepts first.
+    pub(crate) fn start_closing(addr: SocketAddr, connections: usize, path: &'static str) -> Self {
+        Self::spawn(addr, connections, path, false, true)
     }
 
     /// Like [`start`](Self::start), and keeps the latency of each request answered with
     /// 200 (from writing the request to the last byte of the response), for
     /// [`stop_timed`](Self::stop_timed).
     pub(crate) fn start_timed(addr: SocketAddr, connections: usize, path: &'static str) -> Self {
-        Self::spawn(addr, connections, path, true)
+        Self::spawn(addr, connections, path, true, false)
     }
 
-    fn spawn(addr: SocketAddr, connections: usize, path: &'static str, timed: bool) -> Self {
+    fn spawn(
+        addr: SocketAddr,
+        connections: usize,
+        path: &'static str,
+        timed: bool,
+        close: bool,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicU64::new(0));
         let tasks = (0..connections)
-            .map(|_| tokio::spawn(connection(addr, path, stop.clone(), done.clone(), timed)))
+            .map(|_| {
+                tokio::spawn(connection(
+                    addr,
+                    path,
+                    stop.clone(),
+                    done.clone(),
+                    timed,
+                    close,
+                ))
+            })
             .collect();
         Self { stop, done, tasks }
     }
@@ -120,10 +142,12 @@ async fn connection(
     stop: Arc<AtomicBool>,
     done: Arc<AtomicU64>,
     timed: bool,
+    close: bool,
 ) -> (Counts, Vec<Duration>) {
     let mut counts = Counts::default();
     let mut latencies = Vec::new();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let extra = if close { "Connection: close\r\n" } else { "" };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}\r\n");
     let mut stream: Option<TcpStream> = None;
     // Whether the connection in `stream` has been answered at least once.
     let mut answered = false;
@@ -166,6 +190,10 @@ async fn connection(
                 counts.failed += 1;
                 counts.status += 1;
                 answered = true;
+                if close {
+                    // Asked for `Connection: close`: the server closes it after answering.
+                    stream = None;
+                }
             }
             Outcome::NoResponse => {
                 counts.failed += 1;
