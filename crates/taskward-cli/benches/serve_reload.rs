@@ -30,6 +30,10 @@
 
 #[path = "../tests/common/ansi.rs"]
 mod ansi;
+#[path = "../tests/common/bench_server.rs"]
+mod bench_server;
+#[path = "../../taskward-http/tests/common/http1.rs"]
+mod http1;
 #[path = "../tests/common/load.rs"]
 #[expect(
     dead_code,
@@ -39,23 +43,18 @@ mod load;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process, kill_process_group};
+use bench_server::{Kind, PATIENCE, Peer, Server, fresh_dir, kill_groups_on_signal, quantile};
+use rustix::process::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use load::{Counts, Load};
 
-/// How long the bench waits for something that should happen (a server ready, a reload
-/// done) before it gives up rather than hang. Not a performance bound.
-const PATIENCE: Duration = Duration::from_secs(60);
 /// Keep-alive connections of the load.
 const CONNECTIONS: usize = 16;
 /// Worker processes of each server.
@@ -77,64 +76,6 @@ const PROBE_EVERY: Duration = Duration::from_millis(10);
 const TASKWARD: &str = env!("CARGO_BIN_EXE_taskward");
 const HELLO: &str = env!("CARGO_BIN_EXE_taskward-hello");
 
-/// Process groups of the servers running now, for the SIGINT/SIGTERM handler. A cold
-/// path: touched when a server starts or stops, and at the signal.
-static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
-
-/// The two process managers compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Taskward,
-    Gunicorn,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Taskward => "taskward",
-            Kind::Gunicorn => "gunicorn",
-        }
-    }
-
-    /// A log line saying a worker is ready to serve (its pid is in the line).
-    fn ready_line(self) -> &'static str {
-        match self {
-            Kind::Taskward => "worker ready",
-            Kind::Gunicorn => "Application startup complete.",
-        }
-    }
-
-    /// A log line saying a worker is being recycled for `--max-requests`.
-    fn recycle_line(self) -> &'static str {
-        match self {
-            Kind::Taskward => "recycling a worker",
-            Kind::Gunicorn => "Maximum request limit",
-        }
-    }
-
-    /// The pid a log line is about, for [`ready_line`](Self::ready_line).
-    fn line_pid(self, line: &str) -> Option<u32> {
-        match self {
-            // `... worker ready pid=123 startup=...`
-            Kind::Taskward => line
-                .split("pid=")
-                .nth(1)?
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok(),
-            // `[2026-01-01 00:00:00 +0000] [123] [INFO] ...`
-            Kind::Gunicorn => line.split('[').nth(2)?.split(']').next()?.parse().ok(),
-        }
-    }
-}
-
-/// Where Gunicorn and the FastAPI app are.
-struct Peer {
-    gunicorn: PathBuf,
-    app_dir: PathBuf,
-}
-
 /// The three scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
@@ -153,224 +94,96 @@ impl Scenario {
     }
 }
 
-/// What a server's log said so far, and the pids it called ready.
-#[derive(Default)]
-struct Log {
-    lines: Vec<String>,
-    ready: HashSet<u32>,
+/// Starts `kind` with `WORKERS` workers serving `/` on `127.0.0.1:0` for `scenario`, and
+/// waits until every worker is ready.
+fn start(kind: Kind, peer: Option<&Peer>, scenario: Scenario) -> Server {
+    let dir = fresh_dir(&format!("{}-{}", kind.name(), scenario.name()));
+    let graceful = GRACEFUL_TIMEOUT.to_string();
+    let command = match kind {
+        Kind::Taskward => {
+            let mut c = Command::new(TASKWARD);
+            c.args(["serve", "-w", "2", "-b", "127.0.0.1:0"])
+                .args(["--graceful-timeout", &graceful]);
+            if scenario == Scenario::MaxRequests {
+                c.args(["--max-requests", MAX_REQUESTS]);
+            }
+            c.args(["--", HELLO])
+                .env("RUST_LOG", "info")
+                .env("NO_COLOR", "1");
+            c
+        }
+        Kind::Gunicorn => {
+            let peer = peer.expect("gunicorn runs only with a peer");
+            let mut c = Command::new(&peer.gunicorn);
+            c.args(["-w", "2", "-k", "uvicorn.workers.UvicornWorker", "app:app"])
+                .arg("--chdir")
+                .arg(&peer.app_dir)
+                .args(["--bind", "127.0.0.1:0", "--graceful-timeout", &graceful])
+                // Gunicorn 27 opens a control socket in $HOME by default.
+                .arg("--no-control-socket")
+                .env("PYTHONDONTWRITEBYTECODE", "1");
+            if scenario == Scenario::MaxRequests {
+                c.args(["--max-requests", MAX_REQUESTS]);
+            }
+            c
+        }
+    };
+    let server = Server::start(kind, command, dir);
+    let ready = server.kind.ready_line();
+    server.wait_log(|lines| {
+        let pids: HashSet<u32> = lines
+            .iter()
+            .filter(|l| l.contains(ready))
+            .filter_map(|l| kind.line_pid(l))
+            .collect();
+        (pids.len() >= WORKERS).then_some(())
+    });
+    server
 }
 
-/// A running server in a process group of its own, killed with its workers on drop.
-struct Server {
-    kind: Kind,
-    child: Child,
-    dir: PathBuf,
-    log: Arc<(Mutex<Log>, Condvar)>,
-    addr: SocketAddr,
-}
-
-impl Server {
-    /// Starts `kind` with `WORKERS` workers on `127.0.0.1:0` and waits until it serves.
-    fn start(kind: Kind, peer: Option<&Peer>, scenario: Scenario) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "taskward-bench-{}-{}-{}",
-            std::process::id(),
-            kind.name(),
-            scenario.name()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a temp dir");
-        let graceful = GRACEFUL_TIMEOUT.to_string();
-        let mut command = match kind {
-            Kind::Taskward => {
-                let mut c = Command::new(TASKWARD);
-                c.args(["serve", "-w", "2", "-b", "127.0.0.1:0"])
-                    .args(["--graceful-timeout", &graceful]);
-                if scenario == Scenario::MaxRequests {
-                    c.args(["--max-requests", MAX_REQUESTS]);
-                }
-                c.args(["--", HELLO])
-                    .env("RUST_LOG", "info")
-                    .env("NO_COLOR", "1");
-                c
-            }
-            Kind::Gunicorn => {
-                let peer = peer.expect("gunicorn runs only with a peer");
-                let mut c = Command::new(&peer.gunicorn);
-                c.args(["-w", "2", "-k", "uvicorn.workers.UvicornWorker", "app:app"])
-                    .arg("--chdir")
-                    .arg(&peer.app_dir)
-                    .args(["--bind", "127.0.0.1:0", "--graceful-timeout", &graceful])
-                    // Gunicorn 27 opens a control socket in $HOME by default.
-                    .arg("--no-control-socket")
-                    .env("PYTHONDONTWRITEBYTECODE", "1");
-                if scenario == Scenario::MaxRequests {
-                    c.args(["--max-requests", MAX_REQUESTS]);
-                }
-                c
-            }
-        };
-        command
-            .current_dir(&dir)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
-            // A group of its own, so that the workers can be killed with the master
-            // whatever the master does.
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("the server starts");
-        let pgid = i32::try_from(child.id()).expect("a pid fits an i32");
-        GROUPS.lock().expect("groups lock").push(pgid);
-        let log: Arc<(Mutex<Log>, Condvar)> = Arc::default();
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let line = ansi::strip_ansi(&line);
-                let (log, changed) = &*sink;
-                let mut log = log.lock().expect("log lock");
-                if line.contains(kind.ready_line()) {
-                    if let Some(pid) = kind.line_pid(&line) {
-                        log.ready.insert(pid);
-                    }
-                }
-                log.lines.push(line);
-                changed.notify_all();
-            }
-        });
-        let mut server = Self {
-            kind,
-            child,
-            dir,
-            log,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let (needle, prefix) = match kind {
-            Kind::Taskward => ("listening", "addr="),
-            Kind::Gunicorn => ("Listening at:", "http://"),
-        };
-        let line = server.wait_log(|log| log.lines.iter().find(|l| l.contains(needle)).cloned());
-        server.addr = line
-            .split(prefix)
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        server.wait_log(|log| (log.ready.len() >= WORKERS).then_some(()));
-        server
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Waits until `found` finds something in the log (panics after `PATIENCE`).
-    fn wait_log<T>(&self, found: impl Fn(&Log) -> Option<T>) -> T {
-        let (log, changed) = &*self.log;
-        let deadline = Instant::now() + PATIENCE;
-        let mut guard = log.lock().expect("log lock");
-        loop {
-            if let Some(t) = found(&guard) {
-                return t;
-            }
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{} never got ready:\n{}",
-                        self.kind.name(),
-                        guard.lines.join("\n")
-                    )
-                });
-            guard = changed.wait_timeout(guard, left).expect("log lock").0;
-        }
-    }
-
-    /// Log lines containing `needle`.
-    fn count_lines(&self, needle: &str) -> usize {
-        let (log, _) = &*self.log;
-        let log = log.lock().expect("log lock");
-        log.lines.iter().filter(|l| l.contains(needle)).count()
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = Pid::from_raw(i32::try_from(self.pid()).expect("a pid fits an i32"))
-            .expect("a child's pid is not 0");
-        if let Err(error) = kill_process(pid, signal) {
-            panic!("cannot signal {}: {error}", self.kind.name());
-        }
-    }
-
-    /// The workers now (all, and those ready), or `None` if the server did not answer.
-    async fn workers(&self) -> Option<Workers> {
-        match self.kind {
-            Kind::Taskward => {
-                let status = taskward_cli::admin::query(&self.dir.join("taskward.sock"))
-                    .await
-                    .ok()?;
-                Some(Workers {
-                    all: status.workers.iter().map(|w| w.pid).collect(),
-                    ready: status
-                        .workers
-                        .iter()
-                        .filter(|w| w.state == "ready")
-                        .map(|w| w.pid)
-                        .collect(),
-                })
-            }
-            Kind::Gunicorn => {
-                // Gunicorn's master is single-threaded: all its children are its main
-                // thread's.
-                let pid = self.pid();
-                let children =
-                    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-                let all: Vec<u32> = children
-                    .split_whitespace()
-                    .filter_map(|p| p.parse().ok())
-                    .collect();
-                let (log, _) = &*self.log;
-                let log = log.lock().expect("log lock");
-                let ready = all
+/// The workers now (all, and those ready), or `None` if the server did not answer.
+async fn workers(server: &Server) -> Option<Workers> {
+    match server.kind {
+        Kind::Taskward => {
+            let status = taskward_cli::admin::query(&server.dir.join("taskward.sock"))
+                .await
+                .ok()?;
+            Some(Workers {
+                all: status.workers.iter().map(|w| w.pid).collect(),
+                ready: status
+                    .workers
                     .iter()
-                    .copied()
-                    .filter(|p| log.ready.contains(p))
-                    .collect();
-                Some(Workers { all, ready })
-            }
+                    .filter(|w| w.state == "ready")
+                    .map(|w| w.pid)
+                    .collect(),
+            })
         }
-    }
-
-    /// SIGTERM, a bounded wait for the master to exit; the drop kills what is left.
-    fn stop(mut self) {
-        self.signal(Signal::TERM);
-        let deadline = Instant::now() + Duration::from_secs(GRACEFUL_TIMEOUT + 5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        Kind::Gunicorn => {
+            // Gunicorn's master is single-threaded: all its children are its main
+            // thread's.
+            let pid = server.pid();
+            let children =
+                std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+            let all: Vec<u32> = children
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            let logged = server.ready_pids();
+            let ready = all.iter().copied().filter(|p| logged.contains(p)).collect();
+            Some(Workers { all, ready })
         }
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let pgid = i32::try_from(self.child.id()).expect("a pid fits an i32");
-        kill_group(pgid);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        GROUPS.lock().expect("groups lock").retain(|g| *g != pgid);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// SIGKILL to a process group; one that is gone already is fine.
-fn kill_group(pgid: i32) {
-    if let Some(pid) = Pid::from_raw(pgid) {
-        let _ = kill_process_group(pid, Signal::KILL);
+/// SIGTERM, a bounded wait for the master to exit; the drop kills what is left.
+fn stop(mut server: Server) {
+    server.signal(Signal::TERM);
+    let deadline = Instant::now() + Duration::from_secs(GRACEFUL_TIMEOUT + 5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = server.child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -445,7 +258,7 @@ async fn reloads(server: &Server, started: Instant, end: Instant) -> Vec<Option<
         let now = Instant::now();
         if next + HUP_EVERY <= end && now >= next {
             next += HUP_EVERY;
-            if let Some(workers) = server.workers().await {
+            if let Some(workers) = workers(server).await {
                 pending.push(Pending {
                     index: times.len(),
                     sent: Instant::now(),
@@ -456,7 +269,7 @@ async fn reloads(server: &Server, started: Instant, end: Instant) -> Vec<Option<
             }
         }
         if !pending.is_empty() {
-            if let Some(workers) = server.workers().await {
+            if let Some(workers) = workers(server).await {
                 let at = Instant::now();
                 pending.retain(|p| {
                     let done = !workers.all.iter().any(|pid| p.old.contains(pid))
@@ -552,18 +365,9 @@ impl Run {
     }
 }
 
-/// `q`-quantile of sorted latencies (zero when there are none).
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 * q) as usize).min(sorted.len() - 1);
-    sorted[index]
-}
-
 /// Runs one scenario against one server.
 async fn run(kind: Kind, peer: Option<&Peer>, scenario: Scenario, seconds: u64) -> Run {
-    let server = Server::start(kind, peer, scenario);
+    let server = start(kind, peer, scenario);
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
     let load = Load::start_timed(server.addr, CONNECTIONS, "/");
@@ -586,7 +390,7 @@ async fn run(kind: Kind, peer: Option<&Peer>, scenario: Scenario, seconds: u64) 
         .expect("the load task");
     let probes = probes.await.expect("the probe task");
     let recycled = server.count_lines(kind.recycle_line());
-    server.stop();
+    stop(server);
     latencies.sort_unstable();
     Run {
         kind,
@@ -704,37 +508,12 @@ fn print_table(scenario: Scenario, runs: &[Run], seconds: u64) {
     }
 }
 
-/// On SIGINT or SIGTERM, kills every server's process group before exiting.
-async fn kill_groups_on_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
-    for pgid in GROUPS.lock().expect("groups lock").iter() {
-        kill_group(*pgid);
-    }
-    std::process::exit(130);
-}
-
 fn main() {
     let seconds = std::env::var("TASKWARD_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(SECONDS);
-    let peer = std::env::var_os("TASKWARD_BENCH_GUNICORN").map(|gunicorn| Peer {
-        gunicorn: PathBuf::from(gunicorn),
-        app_dir: std::env::var_os("TASKWARD_BENCH_APP_DIR").map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/peer"),
-            PathBuf::from,
-        ),
-    });
+    let peer = Peer::from_env(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/peer"));
     let mut kinds = vec![Kind::Taskward];
     match &peer {
         Some(peer) => {

@@ -30,6 +30,10 @@
 
 #[path = "../../taskward-cli/tests/common/ansi.rs"]
 mod ansi;
+#[path = "../../taskward-cli/tests/common/bench_server.rs"]
+mod bench_server;
+#[path = "../../taskward-http/tests/common/http1.rs"]
+mod http1;
 #[path = "../../taskward-cli/tests/common/load.rs"]
 #[expect(
     dead_code,
@@ -38,24 +42,21 @@ mod ansi;
 mod load;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process, kill_process_group};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bench_server::{Kind, PATIENCE, Peer, Server, fresh_dir, kill_groups_on_signal, quantile};
+use http1::{Reply, read_reply};
+use rustix::process::Signal;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use load::Counts;
 
-/// How long the bench waits for something that should happen (a server ready, a request
-/// answered) before it gives up rather than hang. Not a performance bound.
-const PATIENCE: Duration = Duration::from_secs(60);
 /// Keep-alive connections of the load.
 const CONNECTIONS: usize = 16;
 /// Worker processes of each server.
@@ -71,36 +72,12 @@ const READY_IN_A_ROW: usize = 20;
 
 const DEMO: &str = env!("CARGO_BIN_EXE_taskward-demo");
 
-/// Process groups of the servers running now, for the SIGINT/SIGTERM handler.
-static GROUPS: Mutex<Vec<i32>> = Mutex::new(Vec::new());
-
-/// The two servers compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Taskward,
-    Gunicorn,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Taskward => "taskward serve + taskward-demo",
-            Kind::Gunicorn => "gunicorn + uvicorn + FastAPI",
-        }
+/// The long name of a server, for the table.
+fn label(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Taskward => "taskward serve + taskward-demo",
+        Kind::Gunicorn => "gunicorn + uvicorn + FastAPI",
     }
-
-    fn short(self) -> &'static str {
-        match self {
-            Kind::Taskward => "taskward",
-            Kind::Gunicorn => "gunicorn",
-        }
-    }
-}
-
-/// Where Gunicorn and the FastAPI app are.
-struct Peer {
-    gunicorn: PathBuf,
-    app_dir: PathBuf,
 }
 
 /// `taskward`, built beside the demo (`cargo build --release -p taskward-cli`).
@@ -115,207 +92,88 @@ fn taskward() -> PathBuf {
     path
 }
 
-type Log = Arc<(Mutex<Vec<String>>, Condvar)>;
-
-/// A running server in a process group of its own, killed with its workers on drop.
-struct Server {
-    kind: Kind,
-    child: Child,
-    dir: PathBuf,
-    log: Log,
-    addr: SocketAddr,
+/// Starts `kind` with `WORKERS` workers on `127.0.0.1:0` and a fresh database, and
+/// waits until it answers `/readyz`.
+async fn start(kind: Kind, peer: Option<&Peer>) -> Server {
+    let dir = fresh_dir(&format!("demo-{}", kind.name()));
+    let graceful = GRACEFUL_TIMEOUT.to_string();
+    let workers = WORKERS.to_string();
+    let command = match kind {
+        Kind::Taskward => {
+            let mut c = Command::new(taskward());
+            c.args(["serve", "-w", &workers, "-b", "127.0.0.1:0"])
+                .args(["--graceful-timeout", &graceful, "--"])
+                .arg(DEMO)
+                .args(["--db", "demo.sqlite3", "--report-dir", "reports"])
+                .env("RUST_LOG", "info")
+                .env("NO_COLOR", "1");
+            c
+        }
+        Kind::Gunicorn => {
+            let peer = peer.expect("gunicorn runs only with a peer");
+            let mut c = Command::new(&peer.gunicorn);
+            c.args([
+                "-w",
+                &workers,
+                "-k",
+                "uvicorn.workers.UvicornWorker",
+                "app:app",
+            ])
+            .arg("--chdir")
+            .arg(&peer.app_dir)
+            .args(["--bind", "127.0.0.1:0", "--graceful-timeout", &graceful])
+            // Gunicorn 27 opens a control socket in $HOME by default.
+            .arg("--no-control-socket")
+            .env("DEMO_DB", dir.join("demo.sqlite3"))
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+            c
+        }
+    };
+    let server = Server::start(kind, command, dir);
+    wait_ready(&server).await;
+    server
 }
 
-impl Server {
-    /// Starts `kind` with `WORKERS` workers on `127.0.0.1:0` and a fresh database, and
-    /// waits until it answers `/readyz`.
-    async fn start(kind: Kind, peer: Option<&Peer>) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "taskward-bench-demo-{}-{}",
-            std::process::id(),
-            kind.short()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a temp dir");
-        let graceful = GRACEFUL_TIMEOUT.to_string();
-        let workers = WORKERS.to_string();
-        let mut command = match kind {
-            Kind::Taskward => {
-                let mut c = Command::new(taskward());
-                c.args(["serve", "-w", &workers, "-b", "127.0.0.1:0"])
-                    .args(["--graceful-timeout", &graceful, "--"])
-                    .arg(DEMO)
-                    .args(["--db", "demo.sqlite3", "--report-dir", "reports"])
-                    .env("RUST_LOG", "info")
-                    .env("NO_COLOR", "1");
-                c
-            }
-            Kind::Gunicorn => {
-                let peer = peer.expect("gunicorn runs only with a peer");
-                let mut c = Command::new(&peer.gunicorn);
-                c.args([
-                    "-w",
-                    &workers,
-                    "-k",
-                    "uvicorn.workers.UvicornWorker",
-                    "app:app",
-                ])
-                .arg("--chdir")
-                .arg(&peer.app_dir)
-                .args(["--bind", "127.0.0.1:0", "--graceful-timeout", &graceful])
-                // Gunicorn 27 opens a control socket in $HOME by default.
-                .arg("--no-control-socket")
-                .env("DEMO_DB", dir.join("demo.sqlite3"))
-                .env("PYTHONDONTWRITEBYTECODE", "1");
-                c
+/// Waits for `READY_IN_A_ROW` `/readyz` 200s in a row, each on a new connection, so that
+/// both workers are likely past their startup (panics after `PATIENCE`).
+async fn wait_ready(server: &Server) {
+    let deadline = Instant::now() + PATIENCE;
+    let mut in_a_row = 0;
+    while in_a_row < READY_IN_A_ROW {
+        assert!(
+            Instant::now() < deadline,
+            "{} never answered /readyz:\n{}",
+            server.kind.name(),
+            server.log_text()
+        );
+        let ready = async {
+            let mut conn = TcpStream::connect(server.addr).await.ok()?;
+            let mut buf = Vec::new();
+            match exchange(&mut conn, server.addr, &Step::Ready, &mut buf).await {
+                Answer::Done { status: 200, .. } => Some(()),
+                _ => None,
             }
         };
-        command
-            .current_dir(&dir)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("LISTEN_FDS")
-            .env_remove("LISTEN_PID")
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("the server starts");
-        let pgid = i32::try_from(child.id()).expect("a pid fits an i32");
-        GROUPS.lock().expect("groups lock").push(pgid);
-        let log: Log = Arc::default();
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let (lines, changed) = &*sink;
-                lines
-                    .lock()
-                    .expect("log lock")
-                    .push(ansi::strip_ansi(&line));
-                changed.notify_all();
-            }
-        });
-        let mut server = Self {
-            kind,
-            child,
-            dir,
-            log,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let (needle, prefix) = match kind {
-            Kind::Taskward => ("listening", "addr="),
-            Kind::Gunicorn => ("Listening at:", "http://"),
-        };
-        let line = server.wait_log(needle);
-        server.addr = line
-            .split(prefix)
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        server.wait_ready().await;
-        server
-    }
-
-    /// The first log line containing `needle` (panics after `PATIENCE`).
-    fn wait_log(&self, needle: &str) -> String {
-        let (lines, changed) = &*self.log;
-        let deadline = Instant::now() + PATIENCE;
-        let mut guard = lines.lock().expect("log lock");
-        loop {
-            if let Some(line) = guard.iter().find(|l| l.contains(needle)) {
-                return line.clone();
-            }
-            let left = deadline
-                .checked_duration_since(Instant::now())
-                .unwrap_or_else(|| {
-                    panic!(
-                        "no {needle:?} from {}:\n{}",
-                        self.kind.short(),
-                        guard.join("\n")
-                    )
-                });
-            guard = changed.wait_timeout(guard, left).expect("log lock").0;
-        }
-    }
-
-    /// Waits for `READY_IN_A_ROW` `/readyz` 200s in a row, each on a new connection, so
-    /// that both workers are likely past their startup (panics after `PATIENCE`).
-    async fn wait_ready(&self) {
-        let deadline = Instant::now() + PATIENCE;
-        let mut in_a_row = 0;
-        while in_a_row < READY_IN_A_ROW {
-            assert!(
-                Instant::now() < deadline,
-                "{} never answered /readyz:\n{}",
-                self.kind.short(),
-                self.log_text()
-            );
-            let ready = async {
-                let mut conn = TcpStream::connect(self.addr).await.ok()?;
-                let mut buf = Vec::new();
-                match exchange(&mut conn, self.addr, &Step::Ready, &mut buf).await {
-                    Answer::Done { status: 200, .. } => Some(()),
-                    _ => None,
-                }
-            };
-            match tokio::time::timeout(Duration::from_secs(5), ready).await {
-                Ok(Some(())) => in_a_row += 1,
-                _ => {
-                    in_a_row = 0;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+        match tokio::time::timeout(Duration::from_secs(5), ready).await {
+            Ok(Some(())) => in_a_row += 1,
+            _ => {
+                in_a_row = 0;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-    }
-
-    fn log_text(&self) -> String {
-        self.log.0.lock().expect("log lock").join("\n")
-    }
-
-    /// Log lines containing `needle`.
-    fn count_lines(&self, needle: &str) -> usize {
-        let lines = self.log.0.lock().expect("log lock");
-        lines.iter().filter(|l| l.contains(needle)).count()
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("a pid fits an i32"))
-            .expect("a child's pid is not 0");
-        if let Err(error) = kill_process(pid, signal) {
-            panic!("cannot signal {}: {error}", self.kind.short());
-        }
-    }
-
-    /// Waits (bounded) for the master to exit; the time it took, `None` if it did not.
-    async fn wait_exit(&mut self, since: Instant) -> Option<Duration> {
-        let deadline = since + Duration::from_secs(GRACEFUL_TIMEOUT) + PATIENCE;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return Some(since.elapsed());
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        None
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let pgid = i32::try_from(self.child.id()).expect("a pid fits an i32");
-        kill_group(pgid);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        GROUPS.lock().expect("groups lock").retain(|g| *g != pgid);
-        let _ = std::fs::remove_dir_all(&self.dir);
+/// Waits (bounded) for the master to exit; the time it took, `None` if it did not.
+async fn wait_exit(server: &mut Server, since: Instant) -> Option<Duration> {
+    let deadline = since + Duration::from_secs(GRACEFUL_TIMEOUT) + PATIENCE;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = server.child.try_wait() {
+            return Some(since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
-}
-
-/// SIGKILL to a process group; one that is gone already is fine.
-fn kill_group(pgid: i32) {
-    if let Some(pid) = Pid::from_raw(pgid) {
-        let _ = kill_process_group(pid, Signal::KILL);
-    }
+    None
 }
 
 /// One request of the mix.
@@ -361,40 +219,18 @@ async fn exchange(
     if conn.write_all(request.as_bytes()).await.is_err() {
         return Answer::NoResponse;
     }
-    buf.clear();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = match conn.read(&mut chunk).await {
-            Ok(0) | Err(_) if buf.is_empty() => return Answer::NoResponse,
-            Ok(0) | Err(_) => return Answer::Cut,
-            Ok(n) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        if buf.len() < end + 4 + length {
-            continue;
-        }
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let close = head
-            .lines()
-            .any(|l| l.starts_with("connection:") && l.contains("close"));
-        return Answer::Done {
+    match read_reply(conn, buf).await {
+        Reply::Done {
             status,
-            body: buf[end + 4..end + 4 + length].to_vec(),
+            body,
             close,
-        };
+        } => Answer::Done {
+            status,
+            body: buf[body].to_vec(),
+            close,
+        },
+        Reply::NoResponse => Answer::NoResponse,
+        Reply::Cut => Answer::Cut,
     }
 }
 
@@ -525,7 +361,7 @@ impl Run {
             "side-by-side: server={} seconds={:.3} ok={} requests_per_s={:.1} p50_us={} \
              p99_us={} failed={} dropped={} unaccepted={} cut={} status={} connections={} \
              hups={} acked={} rows={} lost={} shutdown_ms={} destroyed={} statuses={}",
-            self.kind.short(),
+            self.kind.name(),
             self.elapsed.as_secs_f64(),
             self.counts.ok,
             self.per_second(),
@@ -549,15 +385,6 @@ impl Run {
     }
 }
 
-/// `q`-quantile of sorted latencies (zero when there are none).
-fn quantile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 * q) as usize).min(sorted.len() - 1);
-    sorted[index]
-}
-
 /// The names stored in the database file `path`.
 fn stored_names(path: &Path) -> HashSet<String> {
     let conn = rusqlite::Connection::open(path)
@@ -572,7 +399,7 @@ fn stored_names(path: &Path) -> HashSet<String> {
 
 /// Runs the scenario against one server.
 async fn run(kind: Kind, peer: Option<&Peer>, seconds: u64) -> Run {
-    let mut server = Server::start(kind, peer).await;
+    let mut server = start(kind, peer).await;
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
     let stop = Arc::new(AtomicBool::new(false));
@@ -593,7 +420,7 @@ async fn run(kind: Kind, peer: Option<&Peer>, seconds: u64) -> Run {
     stop.store(true, Ordering::Relaxed);
     let term = Instant::now();
     server.signal(Signal::TERM);
-    let shutdown = server.wait_exit(term).await;
+    let shutdown = wait_exit(&mut server, term).await;
     let elapsed = term - started;
     let mut seen = Seen::default();
     for task in tasks {
@@ -601,22 +428,15 @@ async fn run(kind: Kind, peer: Option<&Peer>, seconds: u64) -> Run {
         // the server if one never comes.
         let one = tokio::time::timeout(PATIENCE, task)
             .await
-            .unwrap_or_else(|_| panic!("{} left a request unanswered", kind.short()))
+            .unwrap_or_else(|_| panic!("{} left a request unanswered", kind.name()))
             .expect("a load task");
-        let (total, c) = (&mut seen.counts, one.counts);
-        total.ok += c.ok;
-        total.failed += c.failed;
-        total.dropped += c.dropped;
-        total.unaccepted += c.unaccepted;
-        total.cut += c.cut;
-        total.status += c.status;
-        total.connections += c.connections;
+        seen.counts.add(one.counts);
         seen.latencies.extend(one.latencies);
         seen.acked.extend(one.acked);
         seen.statuses.extend(one.statuses);
     }
     // Whatever the master left behind goes before the file is read.
-    kill_group(i32::try_from(server.child.id()).expect("a pid fits an i32"));
+    server.kill_group();
     let stored = stored_names(&server.dir.join("demo.sqlite3"));
     let lost = seen.acked.iter().filter(|n| !stored.contains(*n)).count();
     let destroyed = server.count_lines("was destroyed");
@@ -642,37 +462,12 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-/// On SIGINT or SIGTERM, kills every server's process group before exiting.
-async fn kill_groups_on_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
-    }
-    for pgid in GROUPS.lock().expect("groups lock").iter() {
-        kill_group(*pgid);
-    }
-    std::process::exit(130);
-}
-
 fn main() {
     let seconds = std::env::var("TASKWARD_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(SECONDS);
-    let peer = std::env::var_os("TASKWARD_BENCH_GUNICORN").map(|gunicorn| Peer {
-        gunicorn: PathBuf::from(gunicorn),
-        app_dir: std::env::var_os("TASKWARD_BENCH_APP_DIR").map_or_else(
-            || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/peer/demo"),
-            PathBuf::from,
-        ),
-    });
+    let peer = Peer::from_env(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/peer/demo"));
     let mut kinds = vec![Kind::Taskward];
     match &peer {
         Some(peer) => {
@@ -712,7 +507,7 @@ fn main() {
         for r in &runs {
             println!(
                 "| {} | {:.0} | {} | {} | {} ({} / {} / {} / {}) | {} | {} | {} | {} |",
-                r.kind.name(),
+                label(r.kind),
                 r.per_second(),
                 ms(r.p50),
                 ms(r.p99),

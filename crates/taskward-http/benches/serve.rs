@@ -12,6 +12,9 @@
 //! ```
 #![expect(clippy::print_stdout, reason = "a benchmark prints its table")]
 
+#[path = "../tests/common/http1.rs"]
+mod http1;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -20,9 +23,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use taskward::Scope;
 use taskward_http::Server;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+use http1::{Reply, read_reply};
 
 /// Keep-alive connections of the load generator.
 const CONNECTIONS: usize = 32;
@@ -53,29 +58,12 @@ impl Load {
     }
 }
 
-/// Reads one response and checks its status; returns whether it was a 200.
+/// Reads one response; whether it was a complete 200.
 async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
-    buf.clear();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        if buf.len() >= end + 4 + length {
-            return head.starts_with("http/1.1 200");
-        }
-    }
+    matches!(
+        read_reply(stream, buf).await,
+        Reply::Done { status: 200, .. }
+    )
 }
 
 /// One keep-alive connection sending requests until `stop`; its latencies.

@@ -15,9 +15,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
+
+use super::http1::{Reply, read_reply};
 
 /// What the requests got.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,19 @@ pub(crate) struct Counts {
     pub(crate) status: u64,
     /// Connections opened.
     pub(crate) connections: u64,
+}
+
+impl Counts {
+    /// Adds `other`'s counts to these (one connection's to the totals).
+    pub(crate) fn add(&mut self, other: Counts) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.dropped += other.dropped;
+        self.unaccepted += other.unaccepted;
+        self.cut += other.cut;
+        self.status += other.status;
+        self.connections += other.connections;
+    }
 }
 
 /// Load in progress.
@@ -124,13 +139,7 @@ impl Load {
         for task in self.tasks {
             let (c, l) = task.await.expect("load task");
             latencies.extend(l);
-            total.ok += c.ok;
-            total.failed += c.failed;
-            total.dropped += c.dropped;
-            total.unaccepted += c.unaccepted;
-            total.cut += c.cut;
-            total.status += c.status;
-            total.connections += c.connections;
+            total.add(c);
         }
         (total, latencies)
     }
@@ -222,33 +231,12 @@ enum Outcome {
 }
 
 async fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Outcome {
-    buf.clear();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = match conn.read(&mut chunk).await {
-            Ok(0) | Err(_) if buf.is_empty() => return Outcome::NoResponse,
-            Ok(0) | Err(_) => return Outcome::Cut,
-            Ok(n) => n,
-        };
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        if buf.len() < end + 4 + length {
-            continue;
-        }
-        if !head.starts_with("http/1.1 200") {
-            return Outcome::Status;
-        }
-        let close = head
-            .lines()
-            .any(|l| l.starts_with("connection:") && l.contains("close"));
-        return Outcome::Ok { close };
+    match read_reply(conn, buf).await {
+        Reply::Done {
+            status: 200, close, ..
+        } => Outcome::Ok { close },
+        Reply::Done { .. } => Outcome::Status,
+        Reply::NoResponse => Outcome::NoResponse,
+        Reply::Cut => Outcome::Cut,
     }
 }

@@ -4,6 +4,8 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub(crate) mod ansi;
+#[path = "../../../taskward-http/tests/common/http1.rs"]
+pub(crate) mod http1;
 pub(crate) mod load;
 
 use std::io::{BufRead, BufReader};
