@@ -29,10 +29,10 @@
 //! | `workers` | `-w/--workers` | 1 | worker processes, at least 1 |
 //! | `timeout` | `-t/--timeout` | 30 | seconds without a heartbeat before a worker is killed; 0 disables |
 //! | `graceful_timeout` | `--graceful-timeout` | 30 | seconds a stopping worker has before SIGKILL |
-//! | `max_requests` | `--max-requests` | 0 | recycle a worker after this many requests; 0 disables |
+//! | `max_requests` | `--max-requests` | 0 | recycle a worker after this many requests (its replacement starts at 3/4 of them); 0 disables |
 //! | `max_requests_jitter` | `--max-requests-jitter` | 0 | add up to this many to `max_requests`, per worker |
 //! | `backlog` | `--backlog` | 2048 | `listen(2)` backlog |
-//! | `admin_socket` | `--admin-socket` | none | path of the admin socket (the master picks one if unset) |
+//! | `admin_socket` | `--admin-socket` | `taskward.sock` | path of the admin socket; unset, `./taskward.sock` if it can be bound, else none |
 //! | `reload_timeout` | `--reload-timeout` | 60 | seconds a new worker has to report `READY=1` |
 //!
 //! Durations are seconds, as an integer or a float (`2.5`). In the environment, `bind` is

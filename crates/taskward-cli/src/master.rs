@@ -26,6 +26,7 @@ use crate::config::ServeConfig;
 use crate::error_line::error_line;
 use crate::notify::{Datagram, NotifySocket, RecvError, Watchdog};
 use crate::worker::{Launch, Role, State, Worker, describe};
+use taskward_http::early_report_at;
 
 /// How long workers have to stop on SIGINT/SIGQUIT (a fast stop) before SIGKILL.
 const FAST_STOP_GRACE: Duration = Duration::from_secs(2);
@@ -34,6 +35,9 @@ const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// How long an I/O source that failed (admin `accept`, notify `recv`) is left alone, so
 /// that a persistent error (no fds left) cannot spin the loop.
 const IO_PAUSE: Duration = Duration::from_millis(100);
+/// How long a worker whose `max_requests` replacement is ready may serve on towards its
+/// limit: traffic may stop short of it, and the extra worker must not stay forever.
+const RETIRE_WITHIN: Duration = Duration::from_secs(5);
 /// Recent restarts kept for `taskward status`.
 const HISTORY: usize = 32;
 
@@ -257,12 +261,7 @@ impl Master {
             }
         }
         while self.regular() > self.target {
-            let Some(oldest) = self
-                .workers
-                .values()
-                .find(|w| w.is_active() && w.role == Role::Regular)
-                .map(|w| w.id)
-            else {
+            let Some(oldest) = self.workers.values().find(|w| w.is_regular()).map(|w| w.id) else {
                 break;
             };
             tracing::info!(
@@ -274,12 +273,9 @@ impl Master {
         }
     }
 
-    /// Active workers that are not replacements in progress.
+    /// Workers counted against the target (see [`Worker::is_regular`]).
     fn regular(&self) -> usize {
-        self.workers
-            .values()
-            .filter(|w| w.is_active() && w.role == Role::Regular)
-            .count()
+        self.workers.values().filter(|w| w.is_regular()).count()
     }
 
     fn start(&mut self, role: Role) -> Option<u64> {
@@ -482,13 +478,21 @@ impl Master {
                 worker.role = Role::Regular;
             }
             let reason = self.replacing.take().map(|(_, r)| r);
-            let old_pid = self.pid(old);
-            if self.workers.contains_key(&old) {
-                self.stop_worker(old, Signal::TERM, self.graceful_timeout);
-                self.remember(
-                    old_pid,
-                    reason.map_or_else(|| "replaced".into(), |r| r.to_string()),
-                );
+            match self.workers.get_mut(&old) {
+                // Recycled early (see `early_report_at`): it serves on to its limit.
+                Some(worker)
+                    if matches!(reason, Some(Reason::MaxRequests(_)))
+                        && worker.is_active()
+                        && worker.max_requests.is_some_and(|l| worker.requests < l) =>
+                {
+                    worker.retiring_since = Some(Instant::now());
+                    tracing::debug!(
+                        pid = worker.pid,
+                        "replacement ready: the old worker stops at its limit"
+                    );
+                }
+                Some(_) => self.retire(old, reason),
+                None => {}
             }
         }
         let ready = self
@@ -505,19 +509,43 @@ impl Master {
         }
     }
 
+    /// Queues the replacement of a worker at [`early_report_at`] of its limit, and stops
+    /// one whose replacement is ready at the limit itself.
     fn check_max_requests(&mut self, id: u64) {
         let Some(worker) = self.workers.get_mut(&id) else {
             return;
         };
-        let due = worker
-            .max_requests
-            .is_some_and(|limit| worker.requests >= limit);
+        let Some(limit) = worker.max_requests else {
+            return;
+        };
+        if worker.retiring_since.is_some() && worker.requests >= limit {
+            let reason = Reason::MaxRequests(worker.requests);
+            self.retire(id, Some(reason));
+            return;
+        }
+        let due = worker.requests >= early_report_at(limit);
         if due && worker.state == State::Ready && !worker.replacing && self.stop.is_none() {
             worker.replacing = true;
             let reason = Reason::MaxRequests(worker.requests);
-            tracing::info!(pid = worker.pid, %reason, "recycling a worker");
+            tracing::info!(pid = worker.pid, %reason, limit, "recycling a worker");
             self.queue.push_back((id, reason));
         }
+    }
+
+    /// Gracefully stops a worker whose replacement is ready, and records why.
+    fn retire(&mut self, id: u64, reason: Option<Reason>) {
+        let Some(worker) = self.workers.get(&id) else {
+            return;
+        };
+        let pid = worker.pid;
+        let reason = match reason {
+            // The count when it stops, not when its replacement was queued.
+            Some(Reason::MaxRequests(_)) => Reason::MaxRequests(worker.requests).to_string(),
+            Some(reason) => reason.to_string(),
+            None => "replaced".into(),
+        };
+        self.stop_worker(id, Signal::TERM, self.graceful_timeout);
+        self.remember(pid, reason);
     }
 
     fn on_reload(&mut self) {
@@ -527,6 +555,17 @@ impl Master {
         // Every worker running now is replaced, the replacement still starting included
         // (it may have been started from the code before this deploy): it is queued and
         // replaced in turn once it is ready.
+        // A worker retiring beside its ready replacement stops now rather than at its
+        // limit: the reload replaces that replacement in turn.
+        let retiring: Vec<u64> = self
+            .workers
+            .values()
+            .filter(|w| w.is_active() && w.retiring_since.is_some())
+            .map(|w| w.id)
+            .collect();
+        for id in retiring {
+            self.retire(id, Some(Reason::Reload));
+        }
         let mut queued = 0;
         for worker in self.workers.values_mut() {
             if worker.is_active() && !worker.replacing {
@@ -629,7 +668,7 @@ impl Master {
                 .map(|w| WorkerStatus {
                     pid: w.pid,
                     age: now.duration_since(w.started),
-                    state: w.state.name().to_owned(),
+                    state: w.state_name().to_owned(),
                     requests: w.requests,
                     since_heartbeat: now.duration_since(w.last_beat),
                     status: w.status.clone(),
@@ -656,6 +695,9 @@ impl Master {
                 State::Ready => {
                     if let Some(timeout) = self.timeout {
                         at(later(worker.last_beat, timeout));
+                    }
+                    if let Some(since) = worker.retiring_since {
+                        at(later(since, RETIRE_WITHIN));
                     }
                 }
             }
@@ -692,6 +734,21 @@ impl Master {
                 }
                 _ => {}
             }
+        }
+        let retiring: Vec<u64> = self
+            .workers
+            .values()
+            .filter(|w| {
+                w.is_active()
+                    && w.retiring_since
+                        .is_some_and(|since| now >= later(since, RETIRE_WITHIN))
+            })
+            .map(|w| w.id)
+            .collect();
+        for id in retiring {
+            tracing::info!(pid = self.pid(id), within = ?RETIRE_WITHIN, "worker did not reach its max_requests: stopping it anyway");
+            let requests = self.workers.get(&id).map_or(0, |w| w.requests);
+            self.retire(id, Some(Reason::MaxRequests(requests)));
         }
         for (id, pid, reason) in killed {
             let role = self.workers.get(&id).map(|w| w.role);

@@ -65,6 +65,9 @@ pub(crate) struct Worker {
     pub(crate) max_requests: Option<u64>,
     /// Queued or being replaced: not to be queued again.
     pub(crate) replacing: bool,
+    /// Its `max_requests` replacement is ready since then: it serves on until its limit
+    /// (or a bounded time), counted as one worker more than wanted, not as a regular one.
+    pub(crate) retiring_since: Option<Instant>,
     /// `STATUS=` as last reported.
     pub(crate) status: String,
     /// A handle on the process itself (Linux `pidfd`): a signal sent through it cannot
@@ -153,6 +156,7 @@ impl Worker {
             requests: 0,
             max_requests,
             replacing: false,
+            retiring_since: None,
             status: String::new(),
             pidfd,
         };
@@ -177,6 +181,20 @@ impl Worker {
     /// Counts for keeping the number of workers: not stopping.
     pub(crate) fn is_active(&self) -> bool {
         !matches!(self.state, State::Stopping { .. })
+    }
+
+    /// Active, and one of the workers counted against the target: neither a replacement
+    /// still starting nor a worker retiring beside its ready replacement.
+    pub(crate) fn is_regular(&self) -> bool {
+        self.is_active() && self.role == Role::Regular && self.retiring_since.is_none()
+    }
+
+    /// The state `taskward status` shows.
+    pub(crate) fn state_name(&self) -> &'static str {
+        match self.retiring_since {
+            Some(_) if self.is_active() => "retiring",
+            _ => self.state.name(),
+        }
     }
 }
 

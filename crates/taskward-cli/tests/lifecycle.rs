@@ -3,10 +3,19 @@
 
 mod common;
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::http1::{Reply, read_reply};
 use common::load::Load;
 use common::{HELLO, Serve, ready_pids, signal_pid};
 use rustix::process::Signal;
 use taskward::testing::Harness;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 /// Keep-alive connections of the load.
 const CONNECTIONS: usize = 8;
@@ -86,6 +95,152 @@ fn max_requests_recycles_under_load_without_failures() {
             "four recyclings take 800 requests: {counts:?}"
         );
     });
+}
+
+// Asserts: a recycled worker serves its `--max-requests` and hardly more (at most the one
+// request its keep-alive connection sends before it reads `Connection: close`, and one
+// more for a report on its way), and never fewer: its replacement is started at three
+// quarters of the limit, and the worker is stopped only at the limit. The replacement
+// takes 100 ms to start and the load sends at most one request per 15 ms, so a
+// replacement started only at the limit (the way without the early start) lets its old
+// worker serve at least 6 more.
+#[test]
+fn recycled_workers_serve_their_limit_not_more() {
+    const LIMIT: u64 = 100;
+    Harness::multi_thread(2).run(|_| async move {
+        let serve = Serve::spawn(
+            "max-requests-exact",
+            &["-w", "2", "--max-requests", "100", "--", HELLO],
+            |command| {
+                command.env("HELLO_STARTUP_MS", "100");
+            },
+        );
+        serve.wait_log("all workers ready");
+        let stop = Arc::new(AtomicBool::new(false));
+        let paced = tokio::spawn(paced_by_pid(
+            serve.addr,
+            Duration::from_millis(15),
+            stop.clone(),
+        ));
+        let status = serve
+            .wait_status("three recyclings", |s| {
+                s.restarts
+                    .iter()
+                    .filter(|r| r.reason.starts_with("max_requests"))
+                    .count()
+                    >= 3
+            })
+            .await;
+        stop.store(true, Ordering::Relaxed);
+        let served = paced.await.expect("paced load");
+        for restart in status
+            .restarts
+            .iter()
+            .filter(|r| r.reason.starts_with("max_requests"))
+        {
+            let count = served.get(&restart.pid).copied().unwrap_or(0);
+            assert!(
+                (LIMIT..=LIMIT + 2).contains(&count),
+                "worker {} served {count} requests with --max-requests {LIMIT} \
+                 ({}); all: {served:?}\n{}",
+                restart.pid,
+                restart.reason,
+                serve.log()
+            );
+        }
+    });
+}
+
+// Asserts: a worker whose replacement is ready but whose traffic stops short of its
+// `--max-requests` is not kept forever beside it: it is stopped within a bounded time
+// (5 s), leaving the two workers wanted.
+#[test]
+fn a_retiring_worker_that_never_reaches_its_limit_is_stopped() {
+    Harness::multi_thread(2).run(|_| async move {
+        let serve = Serve::start(
+            "retiring",
+            &["-w", "2", "--max-requests", "100", "--", HELLO],
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let paced = tokio::spawn(paced_by_pid(
+            serve.addr,
+            Duration::from_millis(15),
+            stop.clone(),
+        ));
+        let status = serve
+            .wait_status("a worker retiring", |s| {
+                s.workers.iter().any(|w| w.state == "retiring")
+            })
+            .await;
+        stop.store(true, Ordering::Relaxed);
+        let served = paced.await.expect("paced load");
+        let retiring = status
+            .workers
+            .iter()
+            .find(|w| w.state == "retiring")
+            .map(|w| w.pid)
+            .expect("found above");
+        assert!(
+            served.get(&retiring).is_some_and(|&n| n < 100),
+            "the load stopped before the limit: {served:?}"
+        );
+        let status = serve
+            .wait_status("the retiring worker gone", |s| {
+                s.workers.len() == 2 && s.workers.iter().all(|w| w.pid != retiring)
+            })
+            .await;
+        assert!(
+            status
+                .restarts
+                .iter()
+                .any(|r| r.pid == retiring && r.reason.starts_with("max_requests")),
+            "{status}"
+        );
+    });
+}
+
+/// One keep-alive connection sending `GET /` to `taskward-hello` every `pace` at most,
+/// until `stop`; how many answers each pid gave ("hello from PID"). Panics on a failed
+/// request.
+async fn paced_by_pid(
+    addr: SocketAddr,
+    pace: Duration,
+    stop: Arc<AtomicBool>,
+) -> HashMap<u32, u64> {
+    let mut served = HashMap::new();
+    let mut conn: Option<TcpStream> = None;
+    let mut buf = Vec::new();
+    let request = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    while !stop.load(Ordering::Relaxed) {
+        let stream = match conn.as_mut() {
+            Some(stream) => stream,
+            None => conn.insert(TcpStream::connect(addr).await.expect("connect")),
+        };
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("request sent");
+        let Reply::Done {
+            status: 200,
+            body,
+            close,
+        } = read_reply(stream, &mut buf).await
+        else {
+            panic!("a request failed; served so far: {served:?}");
+        };
+        let text = String::from_utf8_lossy(&buf[body]);
+        let pid: u32 = text
+            .trim()
+            .strip_prefix("hello from ")
+            .and_then(|pid| pid.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected body {text:?}"));
+        *served.entry(pid).or_insert(0) += 1;
+        if close {
+            conn = None;
+        }
+        tokio::time::sleep(pace).await;
+    }
+    served
 }
 
 // Asserts: a worker killed with SIGKILL under load is replaced, the master logs how it

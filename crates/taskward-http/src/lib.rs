@@ -27,4 +27,6 @@ pub use health::{Health, HealthPaths};
 pub use listener::ListenAddr;
 pub use requests::RequestCount;
 pub use server::{Body, HttpService, Server, ServerHandle};
-pub use worker::{DRAIN_DELAY_ENV, GRACEFUL_TIMEOUT_ENV, MAX_REQUESTS_ENV, Worker};
+pub use worker::{
+    DRAIN_DELAY_ENV, GRACEFUL_TIMEOUT_ENV, MAX_REQUESTS_ENV, Worker, early_report_at,
+};

@@ -23,8 +23,26 @@ use crate::requests::RequestCount;
 use crate::server::{Server, ServerHandle};
 
 /// The requests after which the process manager wants this worker replaced (it passes
-/// the limit, jitter included; the worker reports the moment it is reached).
+/// the limit, jitter included). The worker reports its count the moment it reaches
+/// [`early_report_at`] of the limit, when the manager starts its replacement, and again at
+/// the limit, when the manager stops it if the replacement is ready.
 pub const MAX_REQUESTS_ENV: &str = "TASKWARD_MAX_REQUESTS";
+
+/// The count at which a worker with `limit` [max requests](MAX_REQUESTS_ENV) reports
+/// early: three quarters of the limit. The process manager starts the replacement then,
+/// so that it is ready when the limit is reached: a worker serves close to its limit,
+/// neither fewer (it is not stopped before) nor many more (its replacement does not
+/// start only then). A quarter of the limit is the time a replacement has to start.
+///
+/// ```
+/// assert_eq!(taskward_http::early_report_at(1000), 750);
+/// assert_eq!(taskward_http::early_report_at(1), 1);
+/// ```
+#[must_use]
+pub const fn early_report_at(limit: u64) -> u64 {
+    let early = limit - limit / 4;
+    if early == 0 { limit } else { early }
+}
 /// The process manager's graceful timeout, in seconds: the worker's shutdown deadline is
 /// nine tenths of it, so that it reports before the manager's SIGKILL.
 pub const GRACEFUL_TIMEOUT_ENV: &str = "TASKWARD_GRACEFUL_TIMEOUT";
@@ -406,15 +424,20 @@ impl Reporter {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut reported = 0;
-        let mut limit = self.max_requests;
+        // Counts reported the moment they are reached rather than at the next tick, so
+        // that the manager starts the replacement, and stops this worker, on time.
+        let mut marks = self
+            .max_requests
+            .map(|limit| [early_report_at(limit), limit])
+            .into_iter()
+            .flatten();
+        let mut mark = marks.next();
         loop {
             tokio::select! {
                 () = ctx.cancelled() => return,
                 _ = tick.tick() => {}
-                () = self.requests.reached(limit.unwrap_or(0)), if limit.is_some() => {
-                    // Reported now rather than at the next tick, so that the manager
-                    // replaces the worker close to the limit. Once is enough.
-                    limit = None;
+                () = self.requests.reached(mark.unwrap_or(0)), if mark.is_some() => {
+                    mark = marks.next();
                 }
             }
             let served = self.requests.get();
