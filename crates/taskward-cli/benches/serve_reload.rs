@@ -16,6 +16,11 @@
 //! `WORKERS` newer ones are ready: for taskward from its admin socket, for Gunicorn from the
 //! master's children in `/proc` and the workers' "Application startup complete." lines.
 //!
+//! Every scenario runs `TASKWARD_BENCH_ROUNDS` times (3 by default), interleaved, and the
+//! recycling ratios compare a round's run with the steady run of the same round. For
+//! taskward the recycling table also shows how many requests a recycled worker had served
+//! when its master stopped it (from the master's log).
+//!
 //! Prints one table per scenario and a `serve-reload:` line per row for tools. Gunicorn's
 //! rows are skipped unless `TASKWARD_BENCH_GUNICORN` names its executable (`scripts/
 //! bench-serve` installs it in a venv and sets it, with `TASKWARD_BENCH_APP_DIR`).
@@ -61,6 +66,10 @@ const CONNECTIONS: usize = 16;
 const WORKERS: usize = 2;
 /// Seconds of load per run, unless `TASKWARD_BENCH_SECONDS` says otherwise.
 const SECONDS: u64 = 20;
+/// Rounds of every scenario, unless `TASKWARD_BENCH_ROUNDS` says otherwise. Each ratio
+/// to steady compares runs of the same round, minutes apart rather than a whole bench
+/// apart: on a shared machine the background load moves more than that.
+const ROUNDS: usize = 3;
 /// Time between two SIGHUPs in the reload scenario; none is sent in the last interval, so
 /// a 20 s run gets 5 reloads.
 const HUP_EVERY: Duration = Duration::from_secs(3);
@@ -298,6 +307,7 @@ async fn reloads(server: &Server, started: Instant, end: Instant) -> Vec<Option<
 struct Run {
     kind: Kind,
     scenario: Scenario,
+    round: usize,
     elapsed: Duration,
     counts: Counts,
     p50: Duration,
@@ -307,6 +317,9 @@ struct Run {
     reloads: Vec<Option<Duration>>,
     /// Workers recycled for `--max-requests`.
     recycled: usize,
+    /// Requests each recycled worker had served when it was stopped, as its master
+    /// logged them (taskward only), sorted.
+    served_per_worker: Vec<u64>,
 }
 
 impl Run {
@@ -320,6 +333,13 @@ impl Run {
         self.counts.dropped + self.counts.unaccepted
     }
 
+    /// The median of [`served_per_worker`](Self::served_per_worker).
+    fn served_median(&self) -> Option<u64> {
+        self.served_per_worker
+            .get(self.served_per_worker.len() / 2)
+            .copied()
+    }
+
     /// Done reload times, sorted.
     fn reload_times(&self) -> Vec<Duration> {
         let mut done: Vec<Duration> = self.reloads.iter().flatten().copied().collect();
@@ -330,11 +350,12 @@ impl Run {
     /// One `serve-reload:` line for tools.
     fn machine_line(&self) -> String {
         let mut line = format!(
-            "serve-reload: scenario={} server={} seconds={:.3} ok={} requests_per_s={:.1} \
+            "serve-reload: scenario={} server={} round={} seconds={:.3} ok={} requests_per_s={:.1} \
              p50_us={} p99_us={} failed={} dropped={} unaccepted={} cut={} status={} \
              connections={} probes_ok={} probes_failed={} probe_max_wait_us={}",
             self.scenario.name(),
             self.kind.name(),
+            self.round,
             self.elapsed.as_secs_f64(),
             self.counts.ok,
             self.per_second(),
@@ -360,13 +381,22 @@ impl Run {
         }
         if self.scenario == Scenario::MaxRequests {
             let _ = write!(line, " recycled={}", self.recycled);
+            if let Some(served) = self.served_median() {
+                let _ = write!(line, " served_per_recycled_worker_median={served}");
+            }
         }
         line
     }
 }
 
 /// Runs one scenario against one server.
-async fn run(kind: Kind, peer: Option<&Peer>, scenario: Scenario, seconds: u64) -> Run {
+async fn run(
+    kind: Kind,
+    peer: Option<&Peer>,
+    scenario: Scenario,
+    round: usize,
+    seconds: u64,
+) -> Run {
     let server = start(kind, peer, scenario);
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
@@ -390,11 +420,14 @@ async fn run(kind: Kind, peer: Option<&Peer>, scenario: Scenario, seconds: u64) 
         .expect("the load task");
     let probes = probes.await.expect("the probe task");
     let recycled = server.count_lines(kind.recycle_line());
+    let mut served_per_worker = served_per_recycled_worker(&server.log_text());
+    served_per_worker.sort_unstable();
     stop(server);
     latencies.sort_unstable();
     Run {
         kind,
         scenario,
+        round,
         elapsed,
         counts,
         p50: quantile(&latencies, 0.50),
@@ -402,21 +435,50 @@ async fn run(kind: Kind, peer: Option<&Peer>, scenario: Scenario, seconds: u64) 
         probes,
         reloads: reload_times,
         recycled,
+        served_per_worker,
     }
+}
+
+/// From a taskward master's log: the count in each "stopping a replaced worker …
+/// max_requests (N requests served)" line.
+fn served_per_recycled_worker(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains("stopping a replaced worker"))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("max_requests (")?;
+            rest.split_once(' ')?.0.parse().ok()
+        })
+        .collect()
 }
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-/// The steady run of the same server, for ratios.
-fn steady_of(runs: &[Run], kind: Kind) -> Option<&Run> {
+/// The steady run of the same server in the same round, for ratios.
+fn steady_of(runs: &[Run], kind: Kind, round: usize) -> Option<&Run> {
     runs.iter()
-        .find(|r| r.kind == kind && r.scenario == Scenario::Steady)
+        .find(|r| r.kind == kind && r.round == round && r.scenario == Scenario::Steady)
 }
 
-fn print_table(scenario: Scenario, runs: &[Run], seconds: u64) {
-    let rows: Vec<&Run> = runs.iter().filter(|r| r.scenario == scenario).collect();
+/// A row's name: the server, and its round when there are several.
+fn row_name(r: &Run, rounds: usize) -> String {
+    if rounds > 1 {
+        format!("{} (round {})", r.kind.name(), r.round)
+    } else {
+        r.kind.name().to_owned()
+    }
+}
+
+/// The median of `values` (NaN if empty).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_unstable_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn print_table(scenario: Scenario, runs: &[Run], seconds: u64, rounds: usize) {
+    let mut rows: Vec<&Run> = runs.iter().filter(|r| r.scenario == scenario).collect();
+    rows.sort_by_key(|r| (r.kind.name(), r.round));
     println!();
     match scenario {
         Scenario::Steady => {
@@ -428,7 +490,7 @@ fn print_table(scenario: Scenario, runs: &[Run], seconds: u64) {
             for r in &rows {
                 println!(
                     "| {} | {:.0} | {} | {} | {} | {} | {} |",
-                    r.kind.name(),
+                    row_name(r, rounds),
                     r.per_second(),
                     ms(r.p50),
                     ms(r.p99),
@@ -461,7 +523,7 @@ fn print_table(scenario: Scenario, runs: &[Run], seconds: u64) {
                 };
                 println!(
                     "| {} | {:.0} | {} | {} | {} ({} + {}) | {} of {} | {} | {} | {} |",
-                    r.kind.name(),
+                    row_name(r, rounds),
                     r.per_second(),
                     ms(r.p99),
                     r.counts.failed,
@@ -479,27 +541,48 @@ fn print_table(scenario: Scenario, runs: &[Run], seconds: u64) {
         Scenario::MaxRequests => {
             println!("max-requests: --max-requests {MAX_REQUESTS}, {seconds} s of load");
             println!(
-                "| server | requests/s | vs steady | p99 | vs steady p99 | failed | reset before response | workers recycled | max new-connection wait |"
+                "| server | requests/s | vs steady | p99 | vs steady p99 | failed | reset before response | workers recycled | served per recycled worker (median) | max new-connection wait |"
             );
-            println!("|---|---|---|---|---|---|---|---|---|");
+            println!("|---|---|---|---|---|---|---|---|---|---|");
+            let ratios = |r: &Run| {
+                steady_of(runs, r.kind, r.round).map_or((f64::NAN, f64::NAN), |s| {
+                    (
+                        r.per_second() / s.per_second(),
+                        r.p99.as_secs_f64() / s.p99.as_secs_f64(),
+                    )
+                })
+            };
             for r in &rows {
-                let (ratio, p99_ratio) =
-                    steady_of(runs, r.kind).map_or((f64::NAN, f64::NAN), |s| {
-                        (
-                            r.per_second() / s.per_second(),
-                            r.p99.as_secs_f64() / s.p99.as_secs_f64(),
-                        )
-                    });
+                let (ratio, p99_ratio) = ratios(r);
                 println!(
-                    "| {} | {:.0} | {ratio:.2}x | {} | {p99_ratio:.2}x | {} | {} | {} | {} |",
-                    r.kind.name(),
+                    "| {} | {:.0} | {ratio:.2}x | {} | {p99_ratio:.2}x | {} | {} | {} | {} | {} |",
+                    row_name(r, rounds),
                     r.per_second(),
                     ms(r.p99),
                     r.counts.failed,
                     r.resets(),
                     r.recycled,
+                    r.served_median()
+                        .map_or_else(|| "-".to_owned(), |n| n.to_string()),
                     ms(r.probes.max_wait),
                 );
+            }
+            if rounds > 1 {
+                let mut kinds: Vec<Kind> = rows.iter().map(|r| r.kind).collect();
+                kinds.dedup();
+                for kind in kinds {
+                    let (throughput, p99): (Vec<f64>, Vec<f64>) = rows
+                        .iter()
+                        .filter(|r| r.kind == kind)
+                        .map(|r| ratios(r))
+                        .unzip();
+                    println!(
+                        "{}: median over {rounds} rounds: {:.2}x steady requests/s, {:.2}x steady p99",
+                        kind.name(),
+                        median(throughput),
+                        median(p99),
+                    );
+                }
             }
         }
     }
@@ -513,6 +596,11 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(SECONDS);
+    let rounds = std::env::var("TASKWARD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(ROUNDS);
     let peer = Peer::from_env(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/peer"));
     let mut kinds = vec![Kind::Taskward];
     match &peer {
@@ -534,11 +622,13 @@ fn main() {
     runtime.block_on(async {
         tokio::spawn(kill_groups_on_signal());
         let mut runs = Vec::new();
-        for scenario in [Scenario::Steady, Scenario::Reloads, Scenario::MaxRequests] {
-            for &kind in &kinds {
-                let r = run(kind, peer.as_ref(), scenario, seconds).await;
-                println!("{}", r.machine_line());
-                runs.push(r);
+        for round in 1..=rounds {
+            for scenario in [Scenario::Steady, Scenario::Reloads, Scenario::MaxRequests] {
+                for &kind in &kinds {
+                    let r = run(kind, peer.as_ref(), scenario, round, seconds).await;
+                    println!("{}", r.machine_line());
+                    runs.push(r);
+                }
             }
         }
         println!();
@@ -547,7 +637,7 @@ fn main() {
              connections, GET /, loopback"
         );
         for scenario in [Scenario::Steady, Scenario::Reloads, Scenario::MaxRequests] {
-            print_table(scenario, &runs, seconds);
+            print_table(scenario, &runs, seconds, rounds);
         }
     });
 }

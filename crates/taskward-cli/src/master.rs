@@ -544,6 +544,7 @@ impl Master {
             Some(reason) => reason.to_string(),
             None => "replaced".into(),
         };
+        tracing::info!(pid, %reason, "stopping a replaced worker");
         self.stop_worker(id, Signal::TERM, self.graceful_timeout);
         self.remember(pid, reason);
     }
