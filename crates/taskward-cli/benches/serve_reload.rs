@@ -16,10 +16,15 @@
 //! `WORKERS` newer ones are ready: for taskward from its admin socket, for Gunicorn from the
 //! master's children in `/proc` and the workers' "Application startup complete." lines.
 //!
+//! The steady and recycling scenarios run twice: with the load as fast as each server
+//! answers, and at a fixed offered rate (`RATE`) that both servers can answer, so that
+//! they recycle equally often; latencies of paced requests are measured from their send
+//! (a request delayed by a slow answer to the one before is not counted as late).
+//!
 //! Every scenario runs `TASKWARD_BENCH_ROUNDS` times (3 by default), interleaved, and the
-//! recycling ratios compare a round's run with the steady run of the same round. For
-//! taskward the recycling table also shows how many requests a recycled worker had served
-//! when its master stopped it (from the master's log).
+//! recycling ratios compare a round's run with the steady run of the same round. The
+//! recycling table also shows the requests answered per worker that served (200 would be
+//! exact recycling).
 //!
 //! Prints one table per scenario and a `serve-reload:` line per row for tools. Gunicorn's
 //! rows are skipped unless `TASKWARD_BENCH_GUNICORN` names its executable (`scripts/
@@ -75,7 +80,11 @@ const ROUNDS: usize = 3;
 const HUP_EVERY: Duration = Duration::from_secs(3);
 /// `--graceful-timeout` of both servers, in seconds.
 const GRACEFUL_TIMEOUT: u64 = 30;
-/// `--max-requests` of the recycling scenario.
+/// Requests per second offered in the `-at-rate` scenarios, unless `TASKWARD_BENCH_RATE`
+/// says otherwise: below what either server answers at most, so that both recycle
+/// equally often (25 workers a second with `--max-requests 200`).
+const RATE: u32 = 5_000;
+/// `--max-requests` of the recycling scenarios.
 const MAX_REQUESTS: &str = "200";
 /// How often a reload in progress is checked on.
 const POLL: Duration = Duration::from_millis(10);
@@ -91,14 +100,45 @@ enum Scenario {
     Steady,
     Reloads,
     MaxRequests,
+    /// `Steady` at the fixed offered rate.
+    SteadyAtRate,
+    /// `MaxRequests` at the fixed offered rate.
+    MaxRequestsAtRate,
 }
 
 impl Scenario {
+    const ALL: [Scenario; 5] = [
+        Scenario::Steady,
+        Scenario::Reloads,
+        Scenario::MaxRequests,
+        Scenario::SteadyAtRate,
+        Scenario::MaxRequestsAtRate,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Scenario::Steady => "steady",
             Scenario::Reloads => "reloads",
             Scenario::MaxRequests => "max-requests",
+            Scenario::SteadyAtRate => "steady-at-rate",
+            Scenario::MaxRequestsAtRate => "max-requests-at-rate",
+        }
+    }
+
+    fn recycles(self) -> bool {
+        matches!(self, Scenario::MaxRequests | Scenario::MaxRequestsAtRate)
+    }
+
+    fn paced(self) -> bool {
+        matches!(self, Scenario::SteadyAtRate | Scenario::MaxRequestsAtRate)
+    }
+
+    /// The steady scenario a recycling one is compared with.
+    fn baseline(self) -> Scenario {
+        if self.paced() {
+            Scenario::SteadyAtRate
+        } else {
+            Scenario::Steady
         }
     }
 }
@@ -113,7 +153,7 @@ fn start(kind: Kind, peer: Option<&Peer>, scenario: Scenario) -> Server {
             let mut c = Command::new(TASKWARD);
             c.args(["serve", "-w", "2", "-b", "127.0.0.1:0"])
                 .args(["--graceful-timeout", &graceful]);
-            if scenario == Scenario::MaxRequests {
+            if scenario.recycles() {
                 c.args(["--max-requests", MAX_REQUESTS]);
             }
             c.args(["--", HELLO])
@@ -131,7 +171,7 @@ fn start(kind: Kind, peer: Option<&Peer>, scenario: Scenario) -> Server {
                 // Gunicorn 27 opens a control socket in $HOME by default.
                 .arg("--no-control-socket")
                 .env("PYTHONDONTWRITEBYTECODE", "1");
-            if scenario == Scenario::MaxRequests {
+            if scenario.recycles() {
                 c.args(["--max-requests", MAX_REQUESTS]);
             }
             c
@@ -317,9 +357,6 @@ struct Run {
     reloads: Vec<Option<Duration>>,
     /// Workers recycled for `--max-requests`.
     recycled: usize,
-    /// Requests each recycled worker had served when it was stopped, as its master
-    /// logged them (taskward only), sorted.
-    served_per_worker: Vec<u64>,
 }
 
 impl Run {
@@ -333,11 +370,11 @@ impl Run {
         self.counts.dropped + self.counts.unaccepted
     }
 
-    /// The median of [`served_per_worker`](Self::served_per_worker).
-    fn served_median(&self) -> Option<u64> {
-        self.served_per_worker
-            .get(self.served_per_worker.len() / 2)
-            .copied()
+    /// Requests answered per worker that served in the run: the `WORKERS` there at the
+    /// start and one more per recycling. With `--max-requests 200` the ideal is 200; a
+    /// worker serving past its limit (its replacement not ready yet) raises it.
+    fn per_worker(&self) -> f64 {
+        self.counts.ok as f64 / (self.recycled + WORKERS) as f64
     }
 
     /// Done reload times, sorted.
@@ -379,11 +416,9 @@ impl Run {
                 .collect();
             let _ = write!(line, " reload_ms={}", times.join(","));
         }
-        if self.scenario == Scenario::MaxRequests {
+        if self.scenario.recycles() {
             let _ = write!(line, " recycled={}", self.recycled);
-            if let Some(served) = self.served_median() {
-                let _ = write!(line, " served_per_recycled_worker_median={served}");
-            }
+            let _ = write!(line, " requests_per_worker={:.0}", self.per_worker());
         }
         line
     }
@@ -396,11 +431,17 @@ async fn run(
     scenario: Scenario,
     round: usize,
     seconds: u64,
+    rate: u32,
 ) -> Run {
     let server = start(kind, peer, scenario);
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
-    let load = Load::start_timed(server.addr, CONNECTIONS, "/");
+    let load = if scenario.paced() {
+        let pace = Duration::from_secs(CONNECTIONS as u64) / rate;
+        Load::start_paced(server.addr, CONNECTIONS, "/", pace)
+    } else {
+        Load::start_timed(server.addr, CONNECTIONS, "/")
+    };
     let stopped = tokio::spawn(async move {
         tokio::time::sleep_until(end.into()).await;
         let (counts, latencies) = load.stop_timed().await;
@@ -420,8 +461,6 @@ async fn run(
         .expect("the load task");
     let probes = probes.await.expect("the probe task");
     let recycled = server.count_lines(kind.recycle_line());
-    let mut served_per_worker = served_per_recycled_worker(&server.log_text());
-    served_per_worker.sort_unstable();
     stop(server);
     latencies.sort_unstable();
     Run {
@@ -435,30 +474,18 @@ async fn run(
         probes,
         reloads: reload_times,
         recycled,
-        served_per_worker,
     }
-}
-
-/// From a taskward master's log: the count in each "stopping a replaced worker …
-/// max_requests (N requests served)" line.
-fn served_per_recycled_worker(log: &str) -> Vec<u64> {
-    log.lines()
-        .filter(|l| l.contains("stopping a replaced worker"))
-        .filter_map(|l| {
-            let (_, rest) = l.split_once("max_requests (")?;
-            rest.split_once(' ')?.0.parse().ok()
-        })
-        .collect()
 }
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-/// The steady run of the same server in the same round, for ratios.
-fn steady_of(runs: &[Run], kind: Kind, round: usize) -> Option<&Run> {
-    runs.iter()
-        .find(|r| r.kind == kind && r.round == round && r.scenario == Scenario::Steady)
+/// The baseline run of a recycling run: same server, same round, same kind of load.
+fn steady_of<'a>(runs: &'a [Run], run: &Run) -> Option<&'a Run> {
+    runs.iter().find(|r| {
+        r.kind == run.kind && r.round == run.round && r.scenario == run.scenario.baseline()
+    })
 }
 
 /// A row's name: the server, and its round when there are several.
@@ -476,13 +503,18 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-fn print_table(scenario: Scenario, runs: &[Run], seconds: u64, rounds: usize) {
+fn print_table(scenario: Scenario, runs: &[Run], seconds: u64, rounds: usize, rate: u32) {
+    let load = if scenario.paced() {
+        format!("{rate} requests/s offered")
+    } else {
+        format!("{CONNECTIONS} keep-alive connections as fast as answered")
+    };
     let mut rows: Vec<&Run> = runs.iter().filter(|r| r.scenario == scenario).collect();
     rows.sort_by_key(|r| (r.kind.name(), r.round));
     println!();
     match scenario {
-        Scenario::Steady => {
-            println!("steady: {CONNECTIONS} keep-alive connections, {seconds} s, no signals");
+        Scenario::Steady | Scenario::SteadyAtRate => {
+            println!("{}: {load}, {seconds} s, no signals", scenario.name());
             println!(
                 "| server | requests/s | p50 | p99 | failed | reset before response | max new-connection wait |"
             );
@@ -538,14 +570,17 @@ fn print_table(scenario: Scenario, runs: &[Run], seconds: u64, rounds: usize) {
                 );
             }
         }
-        Scenario::MaxRequests => {
-            println!("max-requests: --max-requests {MAX_REQUESTS}, {seconds} s of load");
+        Scenario::MaxRequests | Scenario::MaxRequestsAtRate => {
             println!(
-                "| server | requests/s | vs steady | p99 | vs steady p99 | failed | reset before response | workers recycled | served per recycled worker (median) | max new-connection wait |"
+                "{}: --max-requests {MAX_REQUESTS}, {load}, {seconds} s",
+                scenario.name()
+            );
+            println!(
+                "| server | requests/s | vs steady | p99 | vs steady p99 | failed | reset before response | workers recycled | requests per worker | max new-connection wait |"
             );
             println!("|---|---|---|---|---|---|---|---|---|---|");
             let ratios = |r: &Run| {
-                steady_of(runs, r.kind, r.round).map_or((f64::NAN, f64::NAN), |s| {
+                steady_of(runs, r).map_or((f64::NAN, f64::NAN), |s| {
                     (
                         r.per_second() / s.per_second(),
                         r.p99.as_secs_f64() / s.p99.as_secs_f64(),
@@ -555,15 +590,14 @@ fn print_table(scenario: Scenario, runs: &[Run], seconds: u64, rounds: usize) {
             for r in &rows {
                 let (ratio, p99_ratio) = ratios(r);
                 println!(
-                    "| {} | {:.0} | {ratio:.2}x | {} | {p99_ratio:.2}x | {} | {} | {} | {} | {} |",
+                    "| {} | {:.0} | {ratio:.2}x | {} | {p99_ratio:.2}x | {} | {} | {} | {:.0} | {} |",
                     row_name(r, rounds),
                     r.per_second(),
                     ms(r.p99),
                     r.counts.failed,
                     r.resets(),
                     r.recycled,
-                    r.served_median()
-                        .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                    r.per_worker(),
                     ms(r.probes.max_wait),
                 );
             }
@@ -596,6 +630,11 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(SECONDS);
+    let rate = std::env::var("TASKWARD_BENCH_RATE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(RATE);
     let rounds = std::env::var("TASKWARD_BENCH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -623,9 +662,9 @@ fn main() {
         tokio::spawn(kill_groups_on_signal());
         let mut runs = Vec::new();
         for round in 1..=rounds {
-            for scenario in [Scenario::Steady, Scenario::Reloads, Scenario::MaxRequests] {
+            for scenario in Scenario::ALL {
                 for &kind in &kinds {
-                    let r = run(kind, peer.as_ref(), scenario, round, seconds).await;
+                    let r = run(kind, peer.as_ref(), scenario, round, seconds, rate).await;
                     println!("{}", r.machine_line());
                     runs.push(r);
                 }
@@ -636,8 +675,8 @@ fn main() {
             "taskward serve vs gunicorn: {WORKERS} workers each, {CONNECTIONS} keep-alive \
              connections, GET /, loopback"
         );
-        for scenario in [Scenario::Steady, Scenario::Reloads, Scenario::MaxRequests] {
-            print_table(scenario, &runs, seconds, rounds);
+        for scenario in Scenario::ALL {
+            print_table(scenario, &runs, seconds, rounds, rate);
         }
     });
 }

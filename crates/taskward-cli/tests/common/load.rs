@@ -64,43 +64,53 @@ pub(crate) struct Load {
 impl Load {
     /// Starts `connections` keep-alive connections sending `GET path` to `addr`.
     pub(crate) fn start(addr: SocketAddr, connections: usize, path: &'static str) -> Self {
-        Self::spawn(addr, connections, path, false, false)
+        Self::spawn(addr, connections, path, Mode::default())
     }
 
     /// Like [`start`](Self::start), but each request asks for `Connection: close`: every
     /// request comes on a new connection, taken from the listen queue by whichever worker
     /// accepts first.
     pub(crate) fn start_closing(addr: SocketAddr, connections: usize, path: &'static str) -> Self {
-        Self::spawn(addr, connections, path, false, true)
+        let mode = Mode {
+            close: true,
+            ..Mode::default()
+        };
+        Self::spawn(addr, connections, path, mode)
     }
 
     /// Like [`start`](Self::start), and keeps the latency of each request answered with
     /// 200 (from writing the request to the last byte of the response), for
     /// [`stop_timed`](Self::stop_timed).
     pub(crate) fn start_timed(addr: SocketAddr, connections: usize, path: &'static str) -> Self {
-        Self::spawn(addr, connections, path, true, false)
+        let mode = Mode {
+            timed: true,
+            ..Mode::default()
+        };
+        Self::spawn(addr, connections, path, mode)
     }
 
-    fn spawn(
+    /// Like [`start_timed`](Self::start_timed), but each connection sends a request at
+    /// most every `pace` (a fixed offered rate: a server that falls behind gets fewer; a
+    /// late request does not make the next one early).
+    pub(crate) fn start_paced(
         addr: SocketAddr,
         connections: usize,
         path: &'static str,
-        timed: bool,
-        close: bool,
+        pace: Duration,
     ) -> Self {
+        let mode = Mode {
+            timed: true,
+            pace: Some(pace),
+            ..Mode::default()
+        };
+        Self::spawn(addr, connections, path, mode)
+    }
+
+    fn spawn(addr: SocketAddr, connections: usize, path: &'static str, mode: Mode) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicU64::new(0));
         let tasks = (0..connections)
-            .map(|_| {
-                tokio::spawn(connection(
-                    addr,
-                    path,
-                    stop.clone(),
-                    done.clone(),
-                    timed,
-                    close,
-                ))
-            })
+            .map(|_| tokio::spawn(connection(addr, path, stop.clone(), done.clone(), mode)))
             .collect();
         Self { stop, done, tasks }
     }
@@ -145,14 +155,30 @@ impl Load {
     }
 }
 
+/// How a connection sends its requests.
+#[derive(Debug, Default, Clone, Copy)]
+struct Mode {
+    /// Keep the latency of each request answered with 200.
+    timed: bool,
+    /// Ask for `Connection: close`.
+    close: bool,
+    /// Send at most one request per this.
+    pace: Option<Duration>,
+}
+
 async fn connection(
     addr: SocketAddr,
     path: &str,
     stop: Arc<AtomicBool>,
     done: Arc<AtomicU64>,
-    timed: bool,
-    close: bool,
+    mode: Mode,
 ) -> (Counts, Vec<Duration>) {
+    let Mode { timed, close, pace } = mode;
+    let mut ticks = pace.map(|pace| {
+        let mut ticks = tokio::time::interval(pace);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
     let mut counts = Counts::default();
     let mut latencies = Vec::new();
     let extra = if close { "Connection: close\r\n" } else { "" };
@@ -162,6 +188,9 @@ async fn connection(
     let mut answered = false;
     let mut buf = Vec::with_capacity(4096);
     while !stop.load(Ordering::Relaxed) {
+        if let Some(ticks) = ticks.as_mut() {
+            ticks.tick().await;
+        }
         let conn = match stream.as_mut() {
             Some(conn) => conn,
             None => match TcpStream::connect(addr).await {
