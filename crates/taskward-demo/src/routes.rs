@@ -121,8 +121,10 @@ async fn list_items(
     Ok(Json(json!({ "items": items })))
 }
 
+/// This worker's cache statistics, with its pid: each worker process has its own cache,
+/// and which one answered depends on the connection.
 async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!(state.cache.stats()))
+    Json(json!({ "pid": std::process::id(), "cache": state.cache.stats() }))
 }
 
 /// Calls the upstream with the taskward client (its short timeout applies); a timeout is

@@ -79,6 +79,7 @@ fn not_ready_until_the_database_opens_and_a_slow_upstream_is_a_504() {
             sink.lock().expect("log").push(line);
         }
     });
+    let child_pid = child.id();
     let demo = Demo(child, log);
     let wait_log = |needle: &str| -> String {
         let deadline = Instant::now() + PATIENCE;
@@ -133,6 +134,23 @@ fn not_ready_until_the_database_opens_and_a_slow_upstream_is_a_504() {
             .is_some_and(|e| e.contains("no answer within")),
         "{body}"
     );
+
+    // The periodic job refreshes this worker's statistics, and says whose they are.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (status, body) = get(addr, "/stats");
+        assert_eq!(status, 200, "{body}");
+        let stats: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+        assert_eq!(stats["pid"], child_pid, "{body}");
+        if stats["cache"]["refreshed"].as_u64().is_some_and(|n| n >= 2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "statistics never refreshed: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop(demo);
     let _ = std::fs::remove_dir_all(&dir);
 }
