@@ -1,5 +1,5 @@
-//! The master's admin socket and `taskward status`: the workers (pid, age, state,
-//! requests, last heartbeat) and the recent restarts with their reasons.
+//! The master's admin socket, `taskward status` and `taskward top`: the workers (pid,
+//! age, state, requests, last heartbeat) and the recent restarts with their reasons.
 //!
 //! Read [`Status`]. The protocol is as small as it gets: connect, read one JSON document
 //! until the master closes the connection.
@@ -36,7 +36,8 @@ pub struct WorkerStatus {
     pub pid: u32,
     /// Time since it was started.
     pub age: Duration,
-    /// `starting`, `ready` or `stopping`.
+    /// `starting`, `ready`, `retiring` (its `max_requests` replacement is ready; it
+    /// serves on to its limit) or `stopping`.
     pub state: String,
     /// Requests begun, as it last reported.
     pub requests: u64,
@@ -102,6 +103,63 @@ pub async fn query(path: &Path) -> io::Result<Status> {
     let mut body = Vec::new();
     stream.read_to_end(&mut body).await?;
     serde_json::from_slice(&body).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+}
+
+/// `taskward top`: the status of the master at `path` every `every`, `iterations` times
+/// (or until the master goes away), written to `out`; on a terminal each frame replaces
+/// the last. Each frame after the first also says how many requests per second the
+/// workers served since the one before.
+///
+/// # Errors
+///
+/// If nobody answers at `path` the first time, or `out` cannot be written. A master
+/// that stops answering later ends the loop with a last line saying so.
+pub async fn top(
+    path: &Path,
+    every: Duration,
+    iterations: Option<u64>,
+    terminal: bool,
+    out: &mut impl io::Write,
+) -> io::Result<()> {
+    let mut last: Option<(std::time::Instant, Status)> = None;
+    let mut frame = 0;
+    while iterations.is_none_or(|n| frame < n) {
+        if frame > 0 {
+            tokio::time::sleep(every).await;
+        }
+        let status = match query(path).await {
+            Ok(status) => status,
+            Err(error) if last.is_some() => {
+                writeln!(out, "the master stopped answering: {error}")?;
+                return out.flush();
+            }
+            Err(error) => return Err(error),
+        };
+        let now = std::time::Instant::now();
+        if terminal {
+            // Cursor home, clear the screen.
+            write!(out, "\x1b[H\x1b[2J")?;
+        } else if frame > 0 {
+            writeln!(out)?;
+        }
+        if let Some((at, before)) = &last {
+            let served: u64 = status
+                .workers
+                .iter()
+                .map(|w| {
+                    let earlier = before.workers.iter().find(|b| b.pid == w.pid);
+                    w.requests - earlier.map_or(0, |b| b.requests.min(w.requests))
+                })
+                .sum();
+            let seconds = now.duration_since(*at).as_secs_f64();
+            writeln!(out, "{:.0} requests/s", served as f64 / seconds)?;
+        }
+        write!(out, "{status}")?;
+        out.flush()?;
+        last = Some((now, status));
+        frame += 1;
+    }
+    Ok(())
 }
 
 impl std::fmt::Display for Status {

@@ -3,8 +3,10 @@
 
 use std::error::Error;
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use taskward_cli::config::{ServeConfig, ServeFlags};
@@ -33,6 +35,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the status of a running `taskward serve` again and again, with its requests/s.
+    Top {
+        /// The master's admin socket.
+        #[arg(long, value_name = "PATH", default_value = DEFAULT_ADMIN_SOCKET)]
+        admin_socket: PathBuf,
+        /// Seconds between two refreshes.
+        #[arg(short = 'd', long, value_name = "SECONDS", default_value = "1", value_parser = parse_interval)]
+        delay: Duration,
+        /// Stop after this many refreshes (default: until Ctrl-C or the master stops).
+        #[arg(short = 'n', long, value_name = "N")]
+        iterations: Option<u64>,
+    },
     /// Used by `taskward serve` to start a worker: sets LISTEN_PID, then runs PROGRAM.
     #[command(hide = true)]
     ExecWorker {
@@ -58,11 +72,32 @@ fn main() -> ExitCode {
             // What shells answer for a command that could not be run.
             ExitCode::from(127)
         }
+        Command::Top {
+            admin_socket,
+            delay,
+            iterations,
+        } => {
+            let runtime = match client_runtime() {
+                Ok(runtime) => runtime,
+                Err(error) => return fail(&error, EXIT_START),
+            };
+            let stdout = std::io::stdout();
+            let terminal = stdout.is_terminal();
+            let mut out = stdout.lock();
+            let shown = runtime.block_on(taskward_cli::admin::top(
+                &admin_socket,
+                delay,
+                iterations,
+                terminal,
+                &mut out,
+            ));
+            match shown {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error, EXIT_START),
+            }
+        }
         Command::Status { admin_socket, json } => {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match client_runtime() {
                 Ok(runtime) => runtime,
                 Err(error) => return fail(&error, EXIT_START),
             };
@@ -102,6 +137,26 @@ fn main() -> ExitCode {
                 Err(error) => fail(&error, EXIT_START),
             }
         }
+    }
+}
+
+/// The runtime of the admin commands: one thread is plenty.
+fn client_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// `--delay`: seconds, positive and finite.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 => {
+            Duration::try_from_secs_f64(seconds).map_err(|error| error.to_string())
+        }
+        Ok(_) => Err(format!(
+            "expected a positive number of seconds, found {text:?}"
+        )),
+        Err(error) => Err(format!("expected seconds, found {text:?}: {error}")),
     }
 }
 

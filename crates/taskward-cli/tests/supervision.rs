@@ -213,6 +213,49 @@ fn ttin_and_ttou_change_the_worker_count() {
     });
 }
 
+// Asserts: `taskward top` shows the status again at each refresh, with the requests per
+// second served between two (positive under load), stops after `-n` refreshes, and says
+// clearly when no master answers.
+#[test]
+fn top_refreshes_the_status_with_requests_per_second() {
+    Harness::multi_thread(2).run(|_| async move {
+        let serve = Serve::start("top", &["-w", "2", "--", common::HELLO]);
+        let load = Load::start(serve.addr, 4, "/");
+        let socket = serve.dir().join("taskward.sock");
+        let top = tokio::process::Command::new(common::TASKWARD)
+            .args(["top", "-n", "3", "-d", "1.2", "--admin-socket"])
+            .arg(&socket)
+            .output();
+        let output = tokio::time::timeout(common::PATIENCE, top)
+            .await
+            .expect("top stops after three refreshes")
+            .expect("taskward top runs");
+        load.stop().await;
+        let shown = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{shown}");
+        let master = format!("master {} running", serve.pid());
+        assert_eq!(shown.matches(&master).count(), 3, "three frames:\n{shown}");
+        let rates: Vec<f64> = shown
+            .lines()
+            .filter_map(|l| l.strip_suffix(" requests/s")?.parse().ok())
+            .collect();
+        assert_eq!(rates.len(), 2, "a rate from the second frame on:\n{shown}");
+        assert!(
+            rates.iter().any(|&r| r > 0.0),
+            "served under load:\n{shown}"
+        );
+
+        let missing = std::process::Command::new(common::TASKWARD)
+            .args(["top", "-n", "1", "--admin-socket"])
+            .arg(serve.dir().join("nobody.sock"))
+            .output()
+            .expect("taskward top runs");
+        let error = String::from_utf8_lossy(&missing.stderr);
+        assert_eq!(missing.status.code(), Some(1), "{error}");
+        assert!(error.contains("no taskward serve answers at"), "{error}");
+    });
+}
+
 // Asserts: SIGINT is a fast stop: requests that would take 30 s are not waited for (they
 // fail), the workers exit by themselves (no SIGKILL needed) and the master exits 0.
 #[test]
