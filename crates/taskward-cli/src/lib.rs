@@ -10,7 +10,6 @@ compile_error!("taskward-cli speaks unix sockets and signals; it builds on unix 
 pub mod admin;
 pub mod config;
 pub mod error_line;
-pub mod exec;
 pub mod listen;
 pub mod master;
 pub mod notify;

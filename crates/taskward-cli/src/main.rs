@@ -2,7 +2,6 @@
 //! [`taskward_cli::serve`] for `taskward serve`.
 
 use std::error::Error;
-use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,31 +46,11 @@ enum Command {
         #[arg(short = 'n', long, value_name = "N")]
         iterations: Option<u64>,
     },
-    /// Used by `taskward serve` to start a worker: sets LISTEN_PID, then runs PROGRAM.
-    #[command(hide = true)]
-    ExecWorker {
-        #[arg(last = true, required = true)]
-        program: Vec<OsString>,
-    },
 }
 
-#[expect(
-    clippy::print_stderr,
-    clippy::print_stdout,
-    reason = "the command's own output and its errors before logging is set up"
-)]
+#[expect(clippy::print_stdout, reason = "the command's own output")]
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::ExecWorker { program } => {
-            let (program, args) = program.split_first().expect("clap requires one");
-            let error = taskward_cli::exec::exec_worker(program, args);
-            eprintln!(
-                "taskward: cannot execute {}: {error}",
-                program.to_string_lossy()
-            );
-            // What shells answer for a command that could not be run.
-            ExitCode::from(127)
-        }
         Command::Top {
             admin_socket,
             delay,

@@ -78,7 +78,6 @@ type Exit = (u64, io::Result<ExitStatus>);
 
 /// The master's whole state.
 pub struct Master {
-    exec: PathBuf,
     program: OsString,
     args: Vec<OsString>,
     listeners: Vec<OwnedFd>,
@@ -150,7 +149,6 @@ impl Master {
         let notify = NotifySocket::bind(runtime_dir.join("notify.sock"))
             .map_err(|error| io::Error::new(error.source.kind(), error_line(&error)))?;
         Ok(Self {
-            exec: std::env::current_exe()?,
             program: config.program,
             args: config.args,
             listeners,
@@ -285,7 +283,6 @@ impl Master {
             .max_requests
             .map(|m| m.threshold(RandomState::new().hash_one(id)));
         let launch = Launch {
-            exec: &self.exec,
             program: &self.program,
             args: &self.args,
             listeners: &self.listeners,

@@ -58,6 +58,9 @@ pub enum ServeError {
 pub fn run(config: ServeConfig) -> Result<Outcome, ServeError> {
     check_program(&config.program)?;
     let passed = inherited().map_err(ServeError::Inherit)?;
+    // Descriptors this process inherited without close-on-exec (a parent's pipe, say) are
+    // not the workers'; the sockets they get are placed at fd 3 on for each of them.
+    crate::os::close_on_exec_from(3);
     let listeners = if passed.is_empty() {
         let backlog = i32::try_from(config.backlog).unwrap_or(i32::MAX);
         let bound = bind_all(&config.bind, backlog)?;

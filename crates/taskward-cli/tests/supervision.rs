@@ -256,6 +256,46 @@ fn top_refreshes_the_status_with_requests_per_second() {
     });
 }
 
+// Asserts: a descriptor the master inherited without close-on-exec (a supervisor's pipe,
+// say) does not reach its workers, while the master does hold it (so the check is not
+// vacuous).
+#[test]
+fn workers_get_no_descriptor_the_master_inherited() {
+    use command_fds::{CommandFdExt, FdMapping};
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    Harness::multi_thread(2).run(|_| async move {
+        let (reader, writer) = std::io::pipe().expect("a pipe");
+        let pipe = std::fs::read_link(format!("/proc/self/fd/{}", reader.as_raw_fd()))
+            .expect("the pipe's identity");
+        let serve = Serve::spawn("stray-fd", &["-w", "2", "--", common::HELLO], |command| {
+            command
+                .fd_mappings(vec![FdMapping {
+                    parent_fd: OwnedFd::from(writer),
+                    child_fd: 9,
+                }])
+                .expect("fd 9 is free");
+        });
+        serve.wait_log("all workers ready");
+        let holds = |pid: u32| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .expect("its descriptors")
+                .filter_map(Result::ok)
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == pipe))
+        };
+        assert!(holds(serve.pid()), "the master inherited the pipe");
+        let status = serve.status().await;
+        assert_eq!(status.workers.len(), 2, "{status}");
+        for worker in &status.workers {
+            assert!(
+                !holds(worker.pid),
+                "worker {} holds the master's pipe",
+                worker.pid
+            );
+        }
+    });
+}
+
 // Asserts: SIGINT is a fast stop: requests that would take 30 s are not waited for (they
 // fail), the workers exit by themselves (no SIGKILL needed) and the master exits 0.
 #[test]

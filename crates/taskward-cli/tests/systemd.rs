@@ -75,23 +75,14 @@ fn plays_well_with_a_systemd_like_supervisor() {
         let notify =
             NotifySocket::bind(dir.join("supervisor.sock")).expect("supervisor's notify socket");
 
-        // `exec-worker` is what sets LISTEN_PID to the pid of the process it becomes.
-        let mut command = Command::new(TASKWARD);
+        // LISTEN_PID must be the pid of the process that reads it: a shell sets it to
+        // its own and execs the master in its place.
+        let mut command = Command::new("/bin/sh");
         command
             .current_dir(&dir)
-            .args([
-                "exec-worker",
-                "--",
-                TASKWARD,
-                "serve",
-                "-w",
-                "2",
-                "--",
-                HELLO,
-            ])
+            .args(["-c", r#"LISTEN_PID=$$ exec "$0" "$@""#, TASKWARD])
+            .args(["serve", "-w", "2", "--", HELLO])
             .env("LISTEN_FDS", "1")
-            // exec-worker checks that its parent is who started it.
-            .env("TASKWARD_MASTER_PID", std::process::id().to_string())
             .env("NOTIFY_SOCKET", notify.path())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

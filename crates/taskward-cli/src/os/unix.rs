@@ -1,14 +1,18 @@
-//! The one place the CLI needs `unsafe`: marking descriptors it did not open.
+//! The one place the CLI needs `unsafe`: what a worker's process does between `fork` and
+//! `exec`, and marking descriptors the master did not open.
 
+use std::ffi::{OsStr, OsString, c_char};
 use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
 
 use rustix::io::{FdFlags, fcntl_getfd, fcntl_setfd};
+use rustix::process::{Signal, getpid, getppid, set_parent_process_death_signal};
 
 /// Marks every open descriptor from `first` on close-on-exec, so that descriptors the
-/// master inherited without the flag (a parent's pipe, say) do not reach the worker.
+/// master inherited without the flag (a parent's pipe, say) do not reach the workers.
 ///
-/// Call it only in a single-threaded process that owns all its descriptors (the
-/// `exec-worker` step, just before `exec`).
+/// Call it only while the process is single threaded (the master, before its runtime
+/// starts), so that nothing closes a listed descriptor before its flags are changed.
 pub(crate) fn close_on_exec_from(first: i32) {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return;
@@ -27,5 +31,117 @@ pub(crate) fn close_on_exec_from(first: i32) {
         if let Ok(flags) = fcntl_getfd(borrowed) {
             let _ = fcntl_setfd(borrowed, flags | FdFlags::CLOEXEC);
         }
+    }
+}
+
+unsafe extern "C" {
+    /// The C library's environment, which `execvp` passes to the new program.
+    static mut environ: *const *const c_char;
+}
+
+/// A worker's whole environment, laid out in the parent, with room for `LISTEN_PID`: the
+/// child's own pid, which is known only in the child, where nothing may allocate.
+struct WorkerEnv {
+    /// `KEY=VALUE\0` entries; their heap buffers do not move when this struct does.
+    _entries: Vec<Box<[u8]>>,
+    /// `LISTEN_PID=` followed by room for any pid and its `\0`.
+    listen_pid: Box<[u8]>,
+    /// Pointers to the entries and `listen_pid`, then null: the `environ` of the child.
+    pointers: Vec<*const c_char>,
+}
+
+// SAFETY: the raw pointers point into buffers this struct owns and never changes in the
+// parent; they are written and read only in the forked child, which has its own copy.
+unsafe impl Send for WorkerEnv {}
+// SAFETY: as above: nothing is read or written through a shared reference.
+unsafe impl Sync for WorkerEnv {}
+
+const LISTEN_PID: &[u8] = b"LISTEN_PID=";
+
+impl WorkerEnv {
+    fn new(vars: &[(OsString, OsString)]) -> Self {
+        let entries: Vec<Box<[u8]>> = vars
+            .iter()
+            .filter(|(key, _)| key.as_bytes() != b"LISTEN_PID")
+            .map(|(key, value)| entry(key, value))
+            .collect();
+        // A pid is at most 10 digits (i32); the rest stays `\0`.
+        let mut listen_pid = vec![0u8; LISTEN_PID.len() + 11].into_boxed_slice();
+        listen_pid[..LISTEN_PID.len()].copy_from_slice(LISTEN_PID);
+        let mut pointers: Vec<*const c_char> = entries
+            .iter()
+            .map(|e| e.as_ptr().cast::<c_char>())
+            .collect();
+        pointers.push(listen_pid.as_ptr().cast());
+        pointers.push(std::ptr::null());
+        Self {
+            _entries: entries,
+            listen_pid,
+            pointers,
+        }
+    }
+
+    /// Writes this process's pid into `LISTEN_PID` and makes this the environment `exec`
+    /// passes on. Allocates nothing and takes no lock: safe between `fork` and `exec`.
+    fn install(&mut self) {
+        let mut pid = getpid().as_raw_nonzero().get().unsigned_abs();
+        let mut digits = [0u8; 10];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            // `pid % 10` is a single digit.
+            digits[start] = b'0' + (pid % 10) as u8;
+            pid /= 10;
+            if pid == 0 {
+                break;
+            }
+        }
+        let value = &mut self.listen_pid[LISTEN_PID.len()..];
+        value[..digits.len() - start].copy_from_slice(&digits[start..]);
+        value[digits.len() - start] = 0;
+        // SAFETY: only the forked child calls this, single threaded, just before `exec`;
+        // `pointers` is null-terminated and points into buffers `self` owns, alive until
+        // `exec` replaces the process (the closure holding `self` lives until then).
+        unsafe {
+            environ = self.pointers.as_ptr();
+        }
+    }
+}
+
+fn entry(key: &OsStr, value: &OsStr) -> Box<[u8]> {
+    let mut bytes = Vec::with_capacity(key.len() + value.len() + 2);
+    bytes.extend_from_slice(key.as_bytes());
+    bytes.push(b'=');
+    bytes.extend_from_slice(value.as_bytes());
+    bytes.push(0);
+    bytes.into_boxed_slice()
+}
+
+/// Makes `command` start its program as a worker of the master (this process): with
+/// exactly `vars` as its environment plus `LISTEN_PID` set to its own pid, as socket
+/// activation requires, and a SIGTERM should the master die (`PR_SET_PDEATHSIG`, kept
+/// across `exec`), so that a killed master leaves no worker serving unsupervised.
+///
+/// `command` must not be given environment variables itself: the standard library would
+/// then install its own environment after this one.
+pub(crate) fn exec_as_worker(command: &mut tokio::process::Command, vars: &[(OsString, OsString)]) {
+    let mut env = WorkerEnv::new(vars);
+    let master = getpid();
+    let child = move || {
+        set_parent_process_death_signal(Some(Signal::TERM))?;
+        // The master may have died before the request was in place: the child was then
+        // handed to another parent.
+        // (An errno, not a message: nothing may allocate here.)
+        if getppid() != Some(master) {
+            return Err(rustix::io::Errno::SRCH.into());
+        }
+        env.install();
+        Ok(())
+    };
+    // SAFETY: `child` runs between `fork` and `exec`: it makes only async-signal-safe
+    // system calls (prctl, getppid, getpid), writes into memory it owns, sets `environ`,
+    // and allocates nothing (its errors are errno values).
+    unsafe {
+        command.pre_exec(child);
     }
 }
