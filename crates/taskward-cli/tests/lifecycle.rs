@@ -199,6 +199,55 @@ fn a_retiring_worker_that_never_reaches_its_limit_is_stopped() {
     });
 }
 
+// Asserts: a SIGHUP stops a worker retiring beside its ready replacement at once, as a
+// reload (it would otherwise serve the old code on, to its limit or for 5 s), and the
+// reload still replaces every other worker.
+#[test]
+fn a_reload_stops_a_retiring_worker_at_once() {
+    Harness::multi_thread(2).run(|_| async move {
+        let serve = Serve::start(
+            "retiring-reload",
+            &["-w", "2", "--max-requests", "100", "--", HELLO],
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let paced = tokio::spawn(paced_by_pid(
+            serve.addr,
+            Duration::from_millis(15),
+            stop.clone(),
+        ));
+        let status = serve
+            .wait_status("a worker retiring", |s| {
+                s.workers.iter().any(|w| w.state == "retiring")
+            })
+            .await;
+        stop.store(true, Ordering::Relaxed);
+        paced.await.expect("paced load");
+        let before: Vec<u32> = status.workers.iter().map(|w| w.pid).collect();
+        let retiring = status
+            .workers
+            .iter()
+            .find(|w| w.state == "retiring")
+            .map(|w| w.pid)
+            .expect("found above");
+        serve.signal(Signal::HUP);
+        let status = serve
+            .wait_status("every worker replaced", |s| {
+                s.workers.len() == 2
+                    && s.workers
+                        .iter()
+                        .all(|w| w.state == "ready" && !before.contains(&w.pid))
+            })
+            .await;
+        let why: Vec<&str> = status
+            .restarts
+            .iter()
+            .filter(|r| r.pid == retiring)
+            .map(|r| r.reason.as_str())
+            .collect();
+        assert_eq!(why, ["reload (SIGHUP)"], "{status}");
+    });
+}
+
 /// One keep-alive connection sending `GET /` to `taskward-hello` every `pace` at most,
 /// until `stop`; how many answers each pid gave ("hello from PID"). Panics on a failed
 /// request.
