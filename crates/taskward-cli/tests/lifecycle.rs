@@ -14,6 +14,7 @@ use common::load::Load;
 use common::{HELLO, Serve, ready_pids, signal_pid};
 use rustix::process::Signal;
 use taskward::testing::Harness;
+use taskward_cli::admin::Status;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -116,23 +117,14 @@ fn recycled_workers_serve_their_limit_not_more() {
             },
         );
         serve.wait_log("all workers ready");
-        let stop = Arc::new(AtomicBool::new(false));
-        let paced = tokio::spawn(paced_by_pid(
-            serve.addr,
-            Duration::from_millis(15),
-            stop.clone(),
-        ));
-        let status = serve
-            .wait_status("three recyclings", |s| {
-                s.restarts
-                    .iter()
-                    .filter(|r| r.reason.starts_with("max_requests"))
-                    .count()
-                    >= 3
-            })
-            .await;
-        stop.store(true, Ordering::Relaxed);
-        let served = paced.await.expect("paced load");
+        let (status, served) = paced_until(&serve, "three recyclings", |s| {
+            s.restarts
+                .iter()
+                .filter(|r| r.reason.starts_with("max_requests"))
+                .count()
+                >= 3
+        })
+        .await;
         for restart in status
             .restarts
             .iter()
@@ -161,25 +153,7 @@ fn a_retiring_worker_that_never_reaches_its_limit_is_stopped() {
             "retiring",
             &["-w", "2", "--max-requests", "100", "--", HELLO],
         );
-        let stop = Arc::new(AtomicBool::new(false));
-        let paced = tokio::spawn(paced_by_pid(
-            serve.addr,
-            Duration::from_millis(15),
-            stop.clone(),
-        ));
-        let status = serve
-            .wait_status("a worker retiring", |s| {
-                s.workers.iter().any(|w| w.state == "retiring")
-            })
-            .await;
-        stop.store(true, Ordering::Relaxed);
-        let served = paced.await.expect("paced load");
-        let retiring = status
-            .workers
-            .iter()
-            .find(|w| w.state == "retiring")
-            .map(|w| w.pid)
-            .expect("found above");
+        let (_, retiring, served) = paced_until_a_worker_retires(&serve).await;
         assert!(
             served.get(&retiring).is_some_and(|&n| n < 100),
             "the load stopped before the limit: {served:?}"
@@ -209,26 +183,8 @@ fn a_reload_stops_a_retiring_worker_at_once() {
             "retiring-reload",
             &["-w", "2", "--max-requests", "100", "--", HELLO],
         );
-        let stop = Arc::new(AtomicBool::new(false));
-        let paced = tokio::spawn(paced_by_pid(
-            serve.addr,
-            Duration::from_millis(15),
-            stop.clone(),
-        ));
-        let status = serve
-            .wait_status("a worker retiring", |s| {
-                s.workers.iter().any(|w| w.state == "retiring")
-            })
-            .await;
-        stop.store(true, Ordering::Relaxed);
-        paced.await.expect("paced load");
+        let (status, retiring, _) = paced_until_a_worker_retires(&serve).await;
         let before: Vec<u32> = status.workers.iter().map(|w| w.pid).collect();
-        let retiring = status
-            .workers
-            .iter()
-            .find(|w| w.state == "retiring")
-            .map(|w| w.pid)
-            .expect("found above");
         serve.signal(Signal::HUP);
         let status = serve
             .wait_status("every worker replaced", |s| {
@@ -246,6 +202,40 @@ fn a_reload_stops_a_retiring_worker_at_once() {
             .collect();
         assert_eq!(why, ["reload (SIGHUP)"], "{status}");
     });
+}
+
+/// Runs [`paced_by_pid`] (a request per 15 ms at most) until the status satisfies
+/// `done`; that status, and the answers per pid.
+async fn paced_until(
+    serve: &Serve,
+    what: &str,
+    done: impl Fn(&Status) -> bool,
+) -> (Status, HashMap<u32, u64>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let paced = tokio::spawn(paced_by_pid(
+        serve.addr,
+        Duration::from_millis(15),
+        stop.clone(),
+    ));
+    let status = serve.wait_status(what, done).await;
+    stop.store(true, Ordering::Relaxed);
+    (status, paced.await.expect("paced load"))
+}
+
+/// [`paced_until`] a worker is retiring beside its ready `--max-requests` replacement;
+/// also that worker's pid.
+async fn paced_until_a_worker_retires(serve: &Serve) -> (Status, u32, HashMap<u32, u64>) {
+    let (status, served) = paced_until(serve, "a worker retiring", |s| {
+        s.workers.iter().any(|w| w.state == "retiring")
+    })
+    .await;
+    let retiring = status
+        .workers
+        .iter()
+        .find(|w| w.state == "retiring")
+        .map(|w| w.pid)
+        .expect("found above");
+    (status, retiring, served)
 }
 
 /// One keep-alive connection sending `GET /` to `taskward-hello` every `pace` at most,
