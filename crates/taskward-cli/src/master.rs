@@ -248,6 +248,12 @@ impl Master {
                     if let Some(new) = self.start(Role::Replacing { old }) {
                         tracing::info!(old = self.pid(old), new = self.pid(new), %reason, "replacing a worker");
                         self.replacing = Some((new, reason));
+                    } else {
+                        // Not even started (the program cannot be executed now): the same
+                        // as a replacement that exits before READY, so that the next
+                        // SIGHUP, or the next count, tries again.
+                        tracing::error!(old = self.pid(old), %reason, "replacement abandoned: the old workers keep serving");
+                        self.abandon_replacements(old);
                     }
                     break;
                 }
@@ -388,6 +394,12 @@ impl Master {
             tracing::info!(pid = worker.pid, status = %how, "worker stopped");
             return;
         }
+        if worker.retiring_since.is_some() {
+            // Its replacement already serves in its place: nothing to start, no backoff.
+            tracing::warn!(pid = worker.pid, status = %how, "retiring worker exited before it was stopped");
+            self.remember(worker.pid, format!("exited while retiring: {how}"));
+            return;
+        }
         tracing::error!(pid = worker.pid, status = %how, "worker exited unexpectedly: starting another");
         self.remember(worker.pid, format!("crashed: {how}"));
         self.crashed(Instant::now());
@@ -515,7 +527,7 @@ impl Master {
         let Some(limit) = worker.max_requests else {
             return;
         };
-        if worker.retiring_since.is_some() && worker.requests >= limit {
+        if worker.retiring_since.is_some() && worker.is_active() && worker.requests >= limit {
             let reason = Reason::MaxRequests(worker.requests);
             self.retire(id, Some(reason));
             return;
@@ -531,7 +543,8 @@ impl Master {
 
     /// Gracefully stops a worker whose replacement is ready, and records why.
     fn retire(&mut self, id: u64, reason: Option<Reason>) {
-        let Some(worker) = self.workers.get(&id) else {
+        // Already stopping (TTOU, a heartbeat timeout, an earlier retire): recorded then.
+        let Some(worker) = self.workers.get(&id).filter(|w| w.is_active()) else {
             return;
         };
         let pid = worker.pid;
@@ -550,9 +563,6 @@ impl Master {
         if self.stop.is_some() {
             return;
         }
-        // Every worker running now is replaced, the replacement still starting included
-        // (it may have been started from the code before this deploy): it is queued and
-        // replaced in turn once it is ready.
         // A worker retiring beside its ready replacement stops now rather than at its
         // limit: the reload replaces that replacement in turn.
         let retiring: Vec<u64> = self
@@ -564,6 +574,14 @@ impl Master {
         for id in retiring {
             self.retire(id, Some(Reason::Reload));
         }
+        // Replacements queued or under way for `max_requests` now stand for the reload:
+        // their old worker stops as soon as the replacement is ready, not at its limit.
+        for (_, reason) in self.queue.iter_mut().chain(self.replacing.as_mut()) {
+            *reason = Reason::Reload;
+        }
+        // Every worker running now is replaced, the replacement still starting included
+        // (it may have been started from the code before this deploy): it is queued and
+        // replaced in turn once it is ready.
         let mut queued = 0;
         for worker in self.workers.values_mut() {
             if worker.is_active() && !worker.replacing {

@@ -80,6 +80,8 @@ pub fn run(config: ServeConfig) -> Result<Outcome, ServeError> {
         passed
     };
     let dir = RuntimeDir::create().map_err(ServeError::Setup)?;
+    // One thread, this one: workers get SIGTERM when the thread that started them exits
+    // (PR_SET_PDEATHSIG), which must therefore be the master's main thread.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

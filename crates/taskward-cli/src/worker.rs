@@ -141,6 +141,10 @@ impl Worker {
         command
             .fd_mappings(mappings)
             .map_err(|_| std::io::Error::other("passed sockets collide with stdio"))?;
+        debug_assert!(
+            command.as_std().get_envs().next().is_none(),
+            "the worker's environment is installed by os::exec_as_worker"
+        );
         let child = command.spawn()?;
         let pid = child
             .id()

@@ -125,6 +125,20 @@ fn recycled_workers_serve_their_limit_not_more() {
                 >= 3
         })
         .await;
+        let recycled: Vec<u32> = status
+            .restarts
+            .iter()
+            .filter(|r| r.reason.starts_with("max_requests"))
+            .map(|r| r.pid)
+            .collect();
+        let mut unique = recycled.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            recycled.len(),
+            "each recycling recorded once: {status}"
+        );
         for restart in status
             .restarts
             .iter()
@@ -201,6 +215,85 @@ fn a_reload_stops_a_retiring_worker_at_once() {
             .map(|r| r.reason.as_str())
             .collect();
         assert_eq!(why, ["reload (SIGHUP)"], "{status}");
+    });
+}
+
+// Asserts: a SIGHUP while a `--max-requests` replacement is starting turns it into the
+// reload's: its old worker is stopped as soon as the replacement is ready, never left
+// retiring (serving the code from before the reload) towards its limit.
+#[test]
+fn a_reload_during_a_recycling_stops_the_old_worker_when_its_replacement_is_ready() {
+    Harness::multi_thread(2).run(|_| async move {
+        let serve = Serve::spawn(
+            "recycling-reload",
+            &["-w", "2", "--max-requests", "100", "--", HELLO],
+            |command| {
+                command.env("HELLO_STARTUP_MS", "300");
+            },
+        );
+        serve.wait_log("all workers ready");
+        let (status, _) = paced_until(&serve, "a replacement starting", |s| {
+            s.workers.iter().any(|w| w.state == "starting")
+        })
+        .await;
+        serve.signal(Signal::HUP);
+        let before: Vec<u32> = status
+            .workers
+            .iter()
+            .filter(|w| w.state != "starting")
+            .map(|w| w.pid)
+            .collect();
+        let deadline = std::time::Instant::now() + common::PATIENCE;
+        loop {
+            let now = serve.status().await;
+            assert!(
+                !now.workers
+                    .iter()
+                    .any(|w| before.contains(&w.pid) && w.state == "retiring"),
+                "an old worker retiring after the reload:\n{now}"
+            );
+            if now.workers.len() == 2 && now.workers.iter().all(|w| !before.contains(&w.pid)) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never replaced:\n{now}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}
+
+// Asserts: a retiring worker that dies (here SIGKILL) is not taken for a crash to make up
+// for: its replacement already serves, so nothing more is started and no backoff is
+// earned; the exit is recorded as such.
+#[test]
+fn a_retiring_worker_that_dies_is_not_replaced_twice() {
+    Harness::multi_thread(2).run(|_| async move {
+        let serve = Serve::start(
+            "retiring-dies",
+            &["-w", "2", "--max-requests", "100", "--", HELLO],
+        );
+        let (_, retiring, _) = paced_until_a_worker_retires(&serve).await;
+        signal_pid(retiring, Signal::KILL);
+        let status = serve
+            .wait_status("the retiring worker's exit recorded", |s| {
+                s.restarts.iter().any(|r| r.pid == retiring)
+            })
+            .await;
+        let why: Vec<&str> = status
+            .restarts
+            .iter()
+            .filter(|r| r.pid == retiring)
+            .map(|r| r.reason.as_str())
+            .collect();
+        assert_eq!(
+            why,
+            ["exited while retiring: killed by SIGKILL"],
+            "{status}"
+        );
+        assert_eq!(status.workers.len(), 2, "nothing started for it:\n{status}");
+        assert_eq!(serve.lines("worker started").len(), 3, "{}", serve.log());
     });
 }
 

@@ -155,6 +155,87 @@ fn a_failed_reload_keeps_the_old_workers() {
     });
 }
 
+// Asserts: a reload whose program cannot even be executed (a deploy caught halfway, its
+// file not executable) is abandoned with the old workers serving, and the next SIGHUP,
+// once the program is fixed, replaces every worker: nothing stays marked as replaced.
+#[test]
+fn a_reload_that_cannot_execute_the_program_can_be_retried() {
+    use std::os::unix::fs::PermissionsExt;
+
+    Harness::multi_thread(2).run(|_| async move {
+        let program =
+            std::env::temp_dir().join(format!("taskward-e2e-{}-hello-copy", std::process::id()));
+        std::fs::copy(common::HELLO, &program).expect("a copy of taskward-hello");
+        let mode = |bits| {
+            std::fs::set_permissions(&program, std::fs::Permissions::from_mode(bits))
+                .expect("chmod");
+        };
+        let path = program.to_str().expect("a UTF-8 temp path");
+        let serve = Serve::start("unexecutable", &["-w", "2", "--", path]);
+        let before = ready_pids(&serve.status().await);
+        mode(0o644);
+        serve.signal(Signal::HUP);
+        serve.wait_log("replacement abandoned");
+        assert_eq!(
+            ready_pids(&serve.status().await),
+            before,
+            "the old workers still serve"
+        );
+        mode(0o755);
+        serve.signal(Signal::HUP);
+        let status = serve
+            .wait_status("every worker replaced", |s| {
+                let ready = ready_pids(s);
+                ready.len() == 2
+                    && s.workers.len() == 2
+                    && ready.iter().all(|p| !before.contains(p))
+            })
+            .await;
+        drop(serve);
+        let _ = std::fs::remove_file(&program);
+        assert_eq!(status.target, 2);
+    });
+}
+
+// Asserts: each worker gets its own pid in LISTEN_PID (socket activation requires it) and
+// nothing of the master's own bookkeeping in its environment.
+#[test]
+fn each_worker_gets_its_own_pid_in_listen_pid() {
+    Harness::multi_thread(2).run(|_| async move {
+        let serve = Serve::start("listen-pid", &["-w", "2", "--", common::HELLO]);
+        let status = serve.status().await;
+        assert_eq!(status.workers.len(), 2, "{status}");
+        for worker in &status.workers {
+            let environ = std::fs::read(format!("/proc/{}/environ", worker.pid))
+                .expect("the worker's environment");
+            let vars: Vec<String> = environ
+                .split(|&b| b == 0)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect();
+            let listen_pid: Vec<&String> = vars
+                .iter()
+                .filter(|v| v.starts_with("LISTEN_PID="))
+                .collect();
+            assert_eq!(
+                listen_pid,
+                [&format!("LISTEN_PID={}", worker.pid)],
+                "worker {}: {vars:?}",
+                worker.pid
+            );
+            assert!(
+                vars.iter().any(|v| v == "LISTEN_FDS=1"),
+                "worker {}: {vars:?}",
+                worker.pid
+            );
+            assert!(
+                !vars.iter().any(|v| v.starts_with("TASKWARD_MASTER_PID=")),
+                "worker {}: {vars:?}",
+                worker.pid
+            );
+        }
+    });
+}
+
 // Asserts: a reload whose new worker never says READY=1 is abandoned at --reload-timeout:
 // the new worker is killed, the old workers keep serving.
 #[test]

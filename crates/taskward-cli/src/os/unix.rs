@@ -123,7 +123,11 @@ fn entry(key: &OsStr, value: &OsStr) -> Box<[u8]> {
 /// across `exec`), so that a killed master leaves no worker serving unsupervised.
 ///
 /// `command` must not be given environment variables itself: the standard library would
-/// then install its own environment after this one.
+/// then install its own environment after this one (checked in debug builds at spawn).
+///
+/// Call it, and spawn, from a thread that lives as long as the master: the parent-death
+/// signal fires when the *thread* that forked exits, not the process (the master runs a
+/// current-thread runtime on its main thread for this reason).
 pub(crate) fn exec_as_worker(command: &mut tokio::process::Command, vars: &[(OsString, OsString)]) {
     let mut env = WorkerEnv::new(vars);
     let master = getpid();
