@@ -4,8 +4,9 @@
 //! failed, every worker's shutdown report is clean. And the same run with the seed's
 //! fire-and-forget writer, which must lose rows: the test can fail.
 
+mod common;
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,13 +14,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{Log, PATIENCE};
 use rustix::process::{Pid, Signal, kill_process};
 use taskward::Scope;
 use taskward::testing::Harness;
 use taskward_http::{Body, Client};
 
 /// How long the test waits for what should happen before it fails rather than hangs.
-const PATIENCE: Duration = Duration::from_secs(60);
 const DEMO: &str = env!("CARGO_BIN_EXE_taskward-demo");
 
 /// `taskward`, built beside the demo by `cargo test --workspace` (scripts/test).
@@ -36,7 +37,7 @@ fn taskward() -> PathBuf {
 /// The master, killed (with its workers, by PDEATHSIG) if the test ends early.
 struct Master {
     child: Child,
-    log: Arc<Mutex<Vec<String>>>,
+    log: Log,
     addr: SocketAddr,
 }
 
@@ -67,14 +68,7 @@ impl Master {
             command.env("DEMO_UNSAFE_FIRE_AND_FORGET", "1");
         }
         let mut child = command.spawn().expect("taskward starts");
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let sink = log.clone();
-        let stderr = child.stderr.take().expect("piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log").push(line);
-            }
-        });
+        let log = Log::capture(&mut child);
         let mut master = Self {
             child,
             log,
@@ -91,37 +85,15 @@ impl Master {
     }
 
     fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(line) = self
-                .log
-                .lock()
-                .expect("log")
-                .iter()
-                .find(|l| l.contains(needle))
-            {
-                return line.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.log.wait_for(needle)
     }
 
     fn count(&self, needle: &str) -> usize {
-        self.log
-            .lock()
-            .expect("log")
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
+        self.log.count(needle)
     }
 
     fn log(&self) -> String {
-        self.log.lock().expect("log").join("\n")
+        self.log.text()
     }
 
     fn signal(&self, signal: Signal) {
