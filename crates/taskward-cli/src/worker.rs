@@ -98,13 +98,18 @@ impl Worker {
         max_requests: Option<u64>,
     ) -> std::io::Result<(Self, Child)> {
         let mut vars: BTreeMap<OsString, OsString> = std::env::vars_os()
-            // Inherited from a supervisor of the master's, these are not the worker's
-            // (`LISTEN_PID` is set in the child).
+            // The master's own (from a supervisor of its own, or stale), not the worker's;
+            // the worker's are set below, `LISTEN_PID` in the child.
             .filter(|(key, _)| {
                 !matches!(
                     key.to_str(),
-                    Some("LISTEN_FDNAMES" | "WATCHDOG_PID" | "WATCHDOG_USEC")
-                ) && key.to_str() != Some(taskward_http::MAX_REQUESTS_ENV)
+                    Some(
+                        "LISTEN_FDNAMES"
+                            | "WATCHDOG_PID"
+                            | "WATCHDOG_USEC"
+                            | taskward_http::MAX_REQUESTS_ENV
+                    )
+                )
             })
             .collect();
         let mut set = |key: &str, value: String| {
