@@ -127,7 +127,7 @@ async def warm_cache():
     """Loads the newest items into the cache once the database is there."""
     while _db is None:
         await asyncio.sleep(0.01)
-    for item in await asyncio.to_thread(_db.latest, 1000):
+    for item in await asyncio.to_thread(_db.latest, 10_000):
         _cache[item["id"]] = item
     _warm.set()
 
@@ -260,7 +260,9 @@ async def stats():
 
 @app.get("/upstream", response_class=PlainTextResponse)
 async def upstream(request: Request):
-    url = UPSTREAM or f"http://{request.headers.get('host', '127.0.0.1')}/builtin"
+    # This worker's own address, never one taken from the request's Host header.
+    host, port = request.scope.get("server") or ("127.0.0.1", 80)
+    url = UPSTREAM or f"http://{host}:{port}/builtin"
 
     def call():
         with urllib.request.urlopen(url, timeout=UPSTREAM_TIMEOUT) as response:
@@ -279,7 +281,9 @@ async def upstream(request: Request):
 
 @app.get("/builtin", response_class=PlainTextResponse)
 async def builtin(ms: int = 5):
-    await asyncio.sleep(min(ms, 60_000) / 1000)
+    if ms > 2_000:
+        return error(400, "ms: expected at most 2000")
+    await asyncio.sleep(ms / 1000)
     return "ok"
 
 

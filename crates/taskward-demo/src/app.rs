@@ -12,7 +12,7 @@ use taskward_http::{Client, Worker};
 use crate::cache::Cache;
 use crate::db::{Db, SharedDb};
 use crate::routes::{AppState, router};
-use crate::writer::{channel, run_writer};
+use crate::writer::{Mode, channel, run_writer};
 
 /// What the service is told.
 #[derive(Debug, Clone)]
@@ -21,6 +21,7 @@ pub(crate) struct Settings {
     pub(crate) upstream: Option<String>,
     pub(crate) upstream_timeout: Duration,
     pub(crate) report_dir: Option<PathBuf>,
+    pub(crate) writer: Mode,
 }
 
 /// Items `warm_cache` loads.
@@ -73,17 +74,18 @@ pub(crate) async fn run(
         }
     })?;
 
-    let (writer, jobs) = channel();
+    let mode = settings.writer;
+    let (writer, jobs) = channel(mode);
     let (writer_db, writer_cache) = (db.clone(), cache.clone());
     app.task("writer")
-        .spawn_with(move |ctx| run_writer(ctx, writer_db, writer_cache, jobs))?;
+        .spawn_with(move |ctx| run_writer(ctx, writer_db, writer_cache, jobs, mode))?;
 
     let state = AppState {
         db,
         cache,
         writer,
         client: Client::new(&app, settings.upstream_timeout)?,
-        upstream: settings.upstream.clone(),
+        upstream: upstream_url(&settings, &worker),
     };
     let report = worker.run(&app, &startup, router(state)).await?;
     if report.is_clean() {
@@ -95,6 +97,31 @@ pub(crate) async fn run(
         write_report(dir, &report)?;
     }
     Ok(report)
+}
+
+/// Where `GET /upstream` goes: the configured upstream, else this worker's own `/builtin`
+/// on the first TCP address it serves.
+fn upstream_url(settings: &Settings, worker: &Worker) -> Option<String> {
+    if let Some(url) = &settings.upstream {
+        return Some(url.clone());
+    }
+    let url = match worker.local_addrs().first() {
+        Some(addr) if addr.ip().is_unspecified() => {
+            // Bound to every interface: loopback reaches it.
+            let loopback: std::net::IpAddr = if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            format!(
+                "http://{}/builtin",
+                std::net::SocketAddr::new(loopback, addr.port())
+            )
+        }
+        Some(addr) => format!("http://{addr}/builtin"),
+        None => return None,
+    };
+    Some(url)
 }
 
 /// Loads the newest items into the cache once the database is open.

@@ -37,6 +37,15 @@ struct Flags {
     /// Where to listen when not started by `taskward serve`.
     #[arg(long, default_value = "127.0.0.1:8000")]
     bind: String,
+    /// Test switch: acknowledge writes when queued and drop the queue at shutdown, as
+    /// the seed's service did (its tests show that this loses writes). Never use it.
+    #[arg(
+        long,
+        env = "DEMO_UNSAFE_FIRE_AND_FORGET",
+        hide = true,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    unsafe_fire_and_forget: bool,
 }
 
 /// An error and its causes, on one line.
@@ -73,6 +82,11 @@ fn main() -> ExitCode {
         upstream: flags.upstream,
         upstream_timeout: Duration::from_millis(flags.upstream_timeout_ms),
         report_dir: flags.report_dir,
+        writer: if flags.unsafe_fire_and_forget {
+            writer::Mode::FireAndForget
+        } else {
+            writer::Mode::Safe
+        },
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -26,11 +26,14 @@ pub(crate) struct AppState {
     pub(crate) cache: Cache,
     pub(crate) writer: Writer,
     pub(crate) client: Client,
-    /// Where `GET /upstream` goes; `None`: this worker's own `/builtin`.
+    /// Where `GET /upstream` goes: the configured upstream, or this worker's own
+    /// `/builtin` at the address it serves (never one taken from the request); `None`
+    /// when neither exists (a worker on unix sockets only, with no `--upstream`).
     pub(crate) upstream: Option<String>,
 }
 
-/// The service's routes (health endpoints are added by `taskward_http::Worker`).
+/// The service's routes (health endpoints are added by `taskward_http::Worker`); every
+/// error, unknown routes included, is a JSON body `{"error": …}`.
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/items", get(list_items).post(create_item))
@@ -38,6 +41,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/stats", get(stats))
         .route("/upstream", get(upstream))
         .route("/builtin", get(builtin))
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed here".into(),
+            )
+        })
         .with_state(state)
 }
 
@@ -63,10 +73,19 @@ async fn create_item(
     State(state): State<AppState>,
     body: Result<Json<NewItem>, JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let Json(item) = body.map_err(|rejection| bad_request(rejection.body_text()))?;
+    let Json(item) = body.map_err(|rejection| match rejection.status() {
+        // Too large, or not JSON at all: its own status; any other flaw is a 400.
+        status @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => {
+            ApiError(status, rejection.body_text())
+        }
+        _ => bad_request(rejection.body_text()),
+    })?;
     if item.name.is_empty() || item.name.len() > 1_000 {
         return Err(bad_request("name: expected 1 to 1000 bytes"));
     }
+    // Not queued while the database is not open: the writer could not commit it, and
+    // the request would wait for as long as `init_db` keeps failing.
+    ready_db(&state)?;
     match state.writer.write(item.name).await {
         Ok(item) => Ok((StatusCode::CREATED, Json(json!(item)))),
         Err(WriteError::Stopped) => Err(ApiError(
@@ -113,11 +132,15 @@ async fn list_items(
     if !(1..=1_000).contains(&limit) {
         return Err(bad_request("limit: expected 1 to 1000"));
     }
+    // From the database, not the cache: each worker process has its own cache, holding
+    // what it wrote and read, so only the database knows the newest items written through
+    // every worker. What the list returns fills the cache for `GET /items/{id}`.
     let db = ready_db(&state)?;
     let items = tokio::task::spawn_blocking(move || db.latest(limit))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    state.cache.put(items.iter().cloned());
     Ok(Json(json!({ "items": items })))
 }
 
@@ -129,21 +152,13 @@ async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
 
 /// Calls the upstream with the taskward client (its short timeout applies); a timeout is
 /// a 504, other failures a 502.
-async fn upstream(
-    State(state): State<AppState>,
-    request: axum::extract::Request,
-) -> Result<String, ApiError> {
-    let url = match &state.upstream {
-        Some(url) => url.clone(),
-        None => {
-            let host = request
-                .headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("127.0.0.1");
-            format!("http://{host}/builtin")
-        }
-    };
+async fn upstream(State(state): State<AppState>) -> Result<String, ApiError> {
+    let url = state.upstream.clone().ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_GATEWAY,
+            "no upstream: set --upstream (this worker serves no TCP address for /builtin)".into(),
+        )
+    })?;
     let call = http::Request::get(&url).body(Body::empty()).map_err(|e| {
         ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -159,7 +174,10 @@ async fn upstream(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!("upstream {url}: no answer within {after:?}"),
             ),
-            other => ApiError(StatusCode::BAD_GATEWAY, format!("upstream {url}: {other}")),
+            other => ApiError(
+                StatusCode::BAD_GATEWAY,
+                format!("upstream {url}: {}", crate::error_chain(&other)),
+            ),
         })?;
     let status = response.status();
     let body = http_body_util::BodyExt::collect(response.into_body())
@@ -177,10 +195,21 @@ struct Delay {
     ms: Option<u64>,
 }
 
-/// The built-in upstream: answers after `?ms=` milliseconds (default 5).
+/// The longest `/builtin?ms=` delay: enough to outlast the client's timeouts, too short
+/// for a caller to hold a worker's shutdown.
+const BUILTIN_MAX_MS: u64 = 2_000;
+
+/// The built-in upstream: answers after `?ms=` milliseconds (default 5, at most
+/// [`BUILTIN_MAX_MS`]).
 async fn builtin(query: Result<Query<Delay>, QueryRejection>) -> Result<&'static str, ApiError> {
     let Query(Delay { ms }) = query.map_err(|rejection| bad_request(rejection.body_text()))?;
-    tokio::time::sleep(Duration::from_millis(ms.unwrap_or(5).min(60_000))).await;
+    let ms = ms.unwrap_or(5);
+    if ms > BUILTIN_MAX_MS {
+        return Err(bad_request(format!(
+            "ms: expected at most {BUILTIN_MAX_MS}"
+        )));
+    }
+    tokio::time::sleep(Duration::from_millis(ms)).await;
     Ok("ok")
 }
 

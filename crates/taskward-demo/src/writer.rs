@@ -26,6 +26,19 @@ type Job = (String, oneshot::Sender<Result<Item, String>>);
 #[derive(Debug, Clone)]
 pub(crate) struct Writer {
     queue: mpsc::Sender<Job>,
+    mode: Mode,
+}
+
+/// How writes are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// After the commit that stores them; what is queued at shutdown is committed.
+    Safe,
+    /// Test switch (`--unsafe-fire-and-forget`): what the seed's service did. A write is
+    /// acknowledged as soon as it is queued, the writer commits every 200 ms, and at
+    /// shutdown what is queued is dropped, not drained. It exists only to show that the
+    /// end-to-end test of lost writes can fail; never use it otherwise.
+    FireAndForget,
 }
 
 /// Why a write was not stored.
@@ -51,7 +64,7 @@ impl Writer {
     /// Dropped, the item may still be committed; nobody hears of it.
     pub(crate) async fn write(&self, name: String) -> Result<Item, WriteError> {
         let (done, committed) = oneshot::channel();
-        if fire_and_forget() {
+        if self.mode == Mode::FireAndForget {
             let item = Item {
                 id: 0,
                 name: name.clone(),
@@ -74,21 +87,11 @@ impl Writer {
     }
 }
 
-/// The writer's queue and its receiving end, for [`run_writer`].
+/// The writer's queue and its receiving end, for [`run_writer`] with the same `mode`.
 #[must_use]
-pub(crate) fn channel() -> (Writer, mpsc::Receiver<Job>) {
+pub(crate) fn channel(mode: Mode) -> (Writer, mpsc::Receiver<Job>) {
     let (queue, jobs) = mpsc::channel(4 * BATCH);
-    (Writer { queue }, jobs)
-}
-
-/// Test switch: with `DEMO_UNSAFE_FIRE_AND_FORGET=1` the service does what the seed's
-/// service did: it acknowledges a write as soon as it is queued, the writer commits every
-/// 200 ms, and at shutdown what is queued is dropped, not drained. It exists only to show
-/// that the end-to-end test of lost writes can fail; never set it otherwise.
-pub(crate) const FIRE_AND_FORGET_ENV: &str = "DEMO_UNSAFE_FIRE_AND_FORGET";
-
-fn fire_and_forget() -> bool {
-    std::env::var_os(FIRE_AND_FORGET_ENV).is_some()
+    (Writer { queue, mode }, jobs)
 }
 
 /// The writer task: waits for the database, then commits batches until cancelled, then
@@ -98,15 +101,18 @@ pub(crate) async fn run_writer(
     db: SharedDb,
     cache: Cache,
     mut jobs: mpsc::Receiver<Job>,
+    mode: Mode,
 ) {
     let db = tokio::select! {
+        // An open database is used even when cancelled already: the queue is drained.
+        biased;
         db = db.wait() => db,
         () = ctx.cancelled() => {
             // Never ready: whatever was queued is answered with an error by the drop.
             return;
         }
     };
-    let drain = !fire_and_forget();
+    let drain = mode == Mode::Safe;
     let linger = if drain {
         LINGER
     } else {
@@ -114,8 +120,10 @@ pub(crate) async fn run_writer(
     };
     loop {
         let first = tokio::select! {
-            job = jobs.recv() => job,
+            // Cancelled: straight to the drain (or, fire-and-forget, the drop).
+            biased;
             () = ctx.cancelled() => break,
+            job = jobs.recv() => job,
         };
         let Some(first) = first else { return };
         let mut batch = vec![first];
@@ -135,7 +143,7 @@ pub(crate) async fn run_writer(
     // so what is queued is all there will be.
     jobs.close();
     if !drain {
-        tracing::warn!("{FIRE_AND_FORGET_ENV} set: dropping the queued writes");
+        tracing::warn!("fire-and-forget writer: dropping the queued writes");
         return;
     }
     let mut drained = 0;
@@ -171,5 +179,56 @@ async fn commit(db: &Db, cache: &Cache, batch: Vec<Job>) {
                 let _ = done.send(Err(error.clone()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use taskward::Scope;
+
+    use super::{Mode, channel, run_writer};
+    use crate::cache::Cache;
+    use crate::db::{Db, SharedDb};
+
+    // Asserts: every write still queued when the writer is cancelled is committed and
+    // acknowledged (the drain), and the writer's stop is clean; without the drain the
+    // writes would be answered with errors and their rows missing.
+    #[tokio::test]
+    async fn what_is_queued_at_cancellation_is_committed() {
+        const WRITES: usize = 200;
+        let dir = std::env::temp_dir().join(format!("taskward-demo-writer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let db = Db::open(&dir.join("writer.sqlite3")).expect("database");
+        let shared = SharedDb::default();
+        shared.set(db.clone());
+        let (writer, jobs) = channel(Mode::Safe);
+        let writes: Vec<_> = (0..WRITES)
+            .map(|i| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.write(format!("item {i}")).await })
+            })
+            .collect();
+        // This runtime has one thread: the writes run, and queue, while this task yields.
+        while jobs.len() < WRITES {
+            tokio::task::yield_now().await;
+        }
+
+        let app = Scope::root("test");
+        app.task("writer")
+            .spawn_with(move |ctx| run_writer(ctx, shared, Cache::default(), jobs, Mode::Safe))
+            .expect("spawned");
+        // Cancelled before the writer first runs: all it does is the drain.
+        let report = app.shutdown(Duration::from_secs(10)).await;
+        assert!(report.is_clean(), "{report}");
+        for write in writes {
+            let stored = write.await.expect("joined");
+            assert!(stored.is_ok(), "{stored:?}");
+        }
+        let rows = db.latest(1_000).expect("rows");
+        assert_eq!(rows.len(), WRITES);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -28,9 +28,23 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     request(addr, "GET", path, None)
 }
 
+/// Sends `text` as is; the whole response (panics if none comes within `PATIENCE`).
+fn raw(addr: SocketAddr, text: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connects");
+    // A request left unanswered fails the test rather than hangs it.
+    stream
+        .set_read_timeout(Some(PATIENCE))
+        .expect("read timeout");
+    stream.write_all(text.as_bytes()).expect("sent");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("an answer within PATIENCE");
+    response
+}
+
 /// One HTTP/1.1 request, with a JSON body if given; the status and the body.
 fn request(addr: SocketAddr, method: &str, path: &str, json: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connects");
     let body = json.unwrap_or_default();
     let content = if json.is_some() {
         format!(
@@ -40,13 +54,12 @@ fn request(addr: SocketAddr, method: &str, path: &str, json: Option<&str>) -> (u
     } else {
         String::new()
     };
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{content}Connection: close\r\n\r\n{body}"
-    )
-    .expect("sent");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read");
+    let response = raw(
+        addr,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{content}Connection: close\r\n\r\n{body}"
+        ),
+    );
     let status = response
         .get(9..12)
         .and_then(|s| s.parse().ok())
@@ -134,6 +147,11 @@ fn not_ready_until_the_database_opens_and_a_slow_upstream_is_a_504() {
         "the failure names the task: {failure}"
     );
     assert_eq!(get(addr, "/readyz").0, 503, "not ready while init_db fails");
+    let (status, body) = request(addr, "POST", "/items", Some("{\"name\": \"early\"}"));
+    assert_eq!(
+        status, 503,
+        "a write is refused, not held, before the database opens: {body}"
+    );
 
     std::fs::create_dir_all(db.parent().expect("a parent")).expect("the directory appears");
     demo.wait_ready(addr);
@@ -169,8 +187,9 @@ fn not_ready_until_the_database_opens_and_a_slow_upstream_is_a_504() {
 }
 
 // Asserts: bad requests are 400s whose JSON body names what was wrong (and create
-// nothing); the liveness and task endpoints answer, the task list naming the service's
-// long-lived tasks.
+// nothing), unknown routes and methods JSON 404/405s, a too long `/builtin` delay
+// refused; `/upstream` calls this worker's own `/builtin` whatever the Host header says;
+// the liveness and task endpoints answer, the task list naming the long-lived tasks.
 #[test]
 fn bad_requests_are_400s_with_a_json_error() {
     let dir = temp_dir("bad-requests");
@@ -209,6 +228,27 @@ fn bad_requests_are_400s_with_a_json_error() {
     );
     let (created, answer) = request(addr, "POST", "/items", Some("{\"name\": \"pear\"}"));
     assert!((200..300).contains(&created), "{answer}");
+
+    for (method, path, status) in [
+        ("GET", "/nowhere", 404),
+        ("DELETE", "/items", 405),
+        ("GET", "/builtin?ms=60000", 400),
+    ] {
+        let (got, answer) = request(addr, method, path, None);
+        assert_eq!(got, status, "{method} {path}: {answer}");
+        let error: serde_json::Value = serde_json::from_str(&answer).expect("a JSON body");
+        assert!(error["error"].is_string(), "{method} {path}: {answer}");
+    }
+    // The default upstream is this worker's own /builtin, whatever the request says its
+    // host is.
+    let forged = raw(
+        addr,
+        "GET /upstream HTTP/1.1\r\nHost: example.invalid\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        forged.starts_with("HTTP/1.1 200") && forged.ends_with("upstream answered 200 OK: ok"),
+        "{forged}"
+    );
 
     assert_eq!(get(addr, "/healthz").0, 200);
     let (status, tasks) = get(addr, "/debug/tasks");

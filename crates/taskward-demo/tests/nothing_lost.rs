@@ -115,6 +115,19 @@ struct Seen {
     acked: Mutex<HashSet<String>>,
     failed: Mutex<Vec<String>>,
     reads: AtomicU64,
+    /// Set when the test sends SIGTERM: failures from then on are the ones it cuts.
+    stopping: AtomicBool,
+    cut: AtomicU64,
+}
+
+impl Seen {
+    fn fail(&self, what: String) {
+        if self.stopping.load(Ordering::Relaxed) {
+            self.cut.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.failed.lock().expect("lock").push(what);
+        }
+    }
 }
 
 /// One writer loop: POSTs unique names until `stop`, noting each acknowledged one, and
@@ -138,16 +151,8 @@ async fn write_loop(
             Ok(response) if response.status() == 201 => {
                 seen.acked.lock().expect("lock").insert(name);
             }
-            Ok(response) => seen
-                .failed
-                .lock()
-                .expect("lock")
-                .push(format!("POST {name}: {}", response.status())),
-            Err(error) => seen
-                .failed
-                .lock()
-                .expect("lock")
-                .push(format!("POST {name}: {error:?}")),
+            Ok(response) => seen.fail(format!("POST {name}: {}", response.status())),
+            Err(error) => seen.fail(format!("POST {name}: {error:?}")),
         }
         if n % 2 == 0 {
             let request = http::Request::get(format!("http://{addr}/items?limit=5"))
@@ -157,37 +162,60 @@ async fn write_loop(
                 Ok(response) if response.status() == 200 => {
                     seen.reads.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(response) => seen
-                    .failed
-                    .lock()
-                    .expect("lock")
-                    .push(format!("GET: {}", response.status())),
-                Err(error) => seen
-                    .failed
-                    .lock()
-                    .expect("lock")
-                    .push(format!("GET: {error:?}")),
+                Ok(response) => seen.fail(format!("GET: {}", response.status())),
+                Err(error) => seen.fail(format!("GET: {error:?}")),
             }
         }
     }
 }
 
-/// Runs the scenario; returns (acknowledged names, failures, rows in the database, the
-/// master's log, the report files).
-async fn scenario(
-    app: &Scope,
-    name: &str,
-    unsafe_writer: bool,
-) -> (
-    HashSet<String>,
-    Vec<String>,
-    HashSet<String>,
-    Vec<serde_json::Value>,
-) {
+/// What a scenario ends with.
+struct Outcome {
+    /// Names answered 201.
+    acked: HashSet<String>,
+    /// Requests that failed before the test's SIGTERM.
+    failed: Vec<String>,
+    /// Requests that failed after it (the test cut them).
+    cut: u64,
+    /// Names in the database after the master exited.
+    rows: HashSet<String>,
+    /// The workers' shutdown reports.
+    reports: Vec<serde_json::Value>,
+    /// Workers the master started, less those killed by the SIGTERM before they were
+    /// ready: started an instant before it, they had not installed their handlers yet
+    /// (nor served anything), so they died of it without a report.
+    reporting: usize,
+    /// The master's log.
+    log: String,
+}
+
+/// Workers the master saw "killed by SIGTERM" that had never said READY=1.
+fn killed_before_ready(log: &str) -> usize {
+    let pid = |line: &str| {
+        line.split("pid=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+    };
+    let ready: HashSet<String> = log
+        .lines()
+        .filter(|l| l.contains("worker ready"))
+        .filter_map(pid)
+        .collect();
+    log.lines()
+        .filter(|l| l.contains("worker stopped") && l.contains("killed by SIGTERM"))
+        .filter_map(pid)
+        .filter(|p| !ready.contains(p))
+        .count()
+}
+
+/// Runs the scenario: a mixed load through three reloads with `max_requests` recycling,
+/// then SIGTERM while the load still runs.
+async fn scenario(app: &Scope, name: &str, unsafe_writer: bool) -> Outcome {
     let dir = std::env::temp_dir().join(format!("taskward-demo-e2e-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let mut master = Master::start(&dir, unsafe_writer);
+    let master = Master::start(&dir, unsafe_writer);
     let client = Client::new(app, Duration::from_secs(10)).expect("client");
     let stop = Arc::new(AtomicBool::new(false));
     let seen = Arc::new(Seen::default());
@@ -203,12 +231,20 @@ async fn scenario(
         })
         .collect();
 
-    // Three reloads, each waited for, with max_requests recycling going on meanwhile.
+    // Three reloads, each waited for until its two old workers are being stopped, with
+    // max_requests recycling going on meanwhile.
+    let replaced = |master: &Master| {
+        master
+            .log()
+            .lines()
+            .filter(|l| l.contains("stopping a replaced worker") && l.contains("reload (SIGHUP)"))
+            .count()
+    };
     for reload in 1..=3 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         master.signal(Signal::HUP);
         let deadline = Instant::now() + PATIENCE;
-        while master.count("reload (SIGHUP)") < 2 * reload {
+        while replaced(&master) < 2 * reload {
             assert!(
                 Instant::now() < deadline,
                 "reload {reload} never finished:\n{}",
@@ -218,17 +254,21 @@ async fn scenario(
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // SIGTERM under load: requests in flight are answered (writes committed first); once
+    // the workers stop accepting, the loops' requests fail, as the test means them to.
+    seen.stopping.store(true, Ordering::Relaxed);
+    master.signal(Signal::TERM);
+    let exit = tokio::task::spawn_blocking(move || {
+        let mut master = master;
+        let exit = master.child.wait().expect("waited");
+        (exit, master)
+    });
+    let (exit, master) = exit.await.expect("joined");
     stop.store(true, Ordering::Relaxed);
     for writer in writers {
         writer.await.expect("writer loop");
     }
     let _ = client.close(Duration::from_secs(5)).await;
-    master.signal(Signal::TERM);
-    let exit = tokio::task::spawn_blocking(move || {
-        let exit = master.child.wait().expect("waited");
-        (exit, master)
-    });
-    let (exit, master) = exit.await.expect("joined");
     assert_eq!(exit.code(), Some(0), "{}", master.log());
     assert!(
         master.count("recycling a worker") >= 1,
@@ -252,38 +292,57 @@ async fn scenario(
             serde_json::from_slice(&text).expect("a JSON report")
         })
         .collect();
-    let acked = std::mem::take(&mut *seen.acked.lock().expect("lock"));
-    let failed = std::mem::take(&mut *seen.failed.lock().expect("lock"));
     assert!(seen.reads.load(Ordering::Relaxed) > 0, "reads were made");
     let _ = std::fs::remove_dir_all(&dir);
-    (acked, failed, rows, reports)
+    Outcome {
+        acked: std::mem::take(&mut *seen.acked.lock().expect("lock")),
+        failed: std::mem::take(&mut *seen.failed.lock().expect("lock")),
+        cut: seen.cut.load(Ordering::Relaxed),
+        rows,
+        reports,
+        reporting: master.count("worker started") - killed_before_ready(&master.log()),
+        log: master.log(),
+    }
 }
 
 // Asserts: through three rolling reloads, max_requests recycling and a SIGTERM under a
-// mixed read/write load, every acknowledged write is a row, no request failed, and every
-// worker's shutdown report is clean (no task aborted or stuck).
+// mixed read/write load, every acknowledged write is a row, no request failed before the
+// SIGTERM, and every worker wrote a clean shutdown report (no task aborted or stuck, none
+// killed).
 #[test]
+#[expect(
+    clippy::print_stderr,
+    reason = "the count of cut requests, for the record"
+)]
 fn no_acknowledged_write_is_lost_and_every_shutdown_is_clean() {
     Harness::multi_thread(2).run(|app| async move {
-        let (acked, failed, rows, reports) = scenario(&app, "safe", false).await;
-        assert!(acked.len() > 100, "the load wrote: {}", acked.len());
-        let lost: Vec<_> = acked.difference(&rows).collect();
+        let outcome = scenario(&app, "safe", false).await;
+        assert!(
+            outcome.acked.len() > 100,
+            "the load wrote: {}",
+            outcome.acked.len()
+        );
+        let lost: Vec<_> = outcome.acked.difference(&outcome.rows).collect();
         assert!(
             lost.is_empty(),
             "{} acknowledged writes lost: {lost:?}",
             lost.len()
         );
         assert!(
-            failed.is_empty(),
-            "{} requests failed: {failed:?}",
-            failed.len()
+            outcome.failed.is_empty(),
+            "{} requests failed: {:?}",
+            outcome.failed.len(),
+            outcome.failed
         );
-        assert!(
-            reports.len() >= 8,
-            "2 workers + 6 reload replacements reported: {}",
-            reports.len()
+        eprintln!("requests cut by the final SIGTERM: {}", outcome.cut);
+        assert_eq!(
+            outcome.reports.len(),
+            outcome.reporting,
+            "every worker that got to run wrote its report:\n{}",
+            outcome.log
         );
-        for report in &reports {
+        assert!(!outcome.log.contains("SIGKILL"), "{}", outcome.log);
+        for report in &outcome.reports {
             assert_eq!(report["counts"]["aborted"], 0, "{report}");
             assert_eq!(report["counts"]["stuck"], 0, "{report}");
         }
@@ -292,16 +351,18 @@ fn no_acknowledged_write_is_lost_and_every_shutdown_is_clean() {
 }
 
 // Asserts: the same run with the seed's fire-and-forget writer (acknowledge when queued,
-// drop the queue at shutdown) loses acknowledged writes: the check above can fail.
+// drop the queue at shutdown) loses acknowledged writes: the check above can fail. (The
+// drain alone is tested in `writer.rs`: with writes acknowledged after their commit, a
+// writer without it loses no acknowledged write, it fails the requests instead.)
 #[test]
 fn the_fire_and_forget_writer_loses_acknowledged_writes() {
     Harness::multi_thread(2).run(|app| async move {
-        let (acked, _failed, rows, _reports) = scenario(&app, "unsafe", true).await;
-        let lost = acked.difference(&rows).count();
+        let outcome = scenario(&app, "unsafe", true).await;
+        let lost = outcome.acked.difference(&outcome.rows).count();
         assert!(
             lost > 0,
             "fire-and-forget lost nothing of {} writes",
-            acked.len()
+            outcome.acked.len()
         );
         let _ = app.shutdown(Duration::from_secs(1)).await;
     });
