@@ -26,6 +26,7 @@ pub(crate) struct Settings {
 
 /// Items `warm_cache` loads.
 const WARM_ITEMS: usize = 10_000;
+const _: () = assert!(WARM_ITEMS <= crate::cache::CAPACITY, "what is warmed fits");
 
 /// Runs the service until a stop signal; returns the app's shutdown report.
 pub(crate) async fn run(
@@ -58,6 +59,8 @@ pub(crate) async fn run(
                 Ok::<_, String>(())
             }
         })?;
+    // warm_cache: a failure is logged (the default policy) and leaves the cache cold; the
+    // service still turns ready once it ends, reads going to the database meanwhile.
     let (warm_db, warm_cache) = (db.clone(), cache.clone());
     startup
         .task("warm_cache")

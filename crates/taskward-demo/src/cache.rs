@@ -3,13 +3,17 @@
 //!
 //! Read [`Cache`].
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::Serialize;
 
 use crate::db::Item;
+
+/// Items kept at most: past it the oldest (lowest ids) are dropped, so that a worker's
+/// memory does not grow with every item written (it holds what `warm_cache` loads).
+pub(crate) const CAPACITY: usize = 50_000;
 
 /// Items by id, shared by the request handlers, the writer and the jobs.
 #[derive(Debug, Clone, Default)]
@@ -19,7 +23,8 @@ pub(crate) struct Cache {
 
 #[derive(Debug, Default)]
 struct Inner {
-    items: RwLock<HashMap<i64, Item>>,
+    /// By id, so that the oldest (lowest ids) go first when it is full.
+    items: RwLock<BTreeMap<i64, Item>>,
     hits: AtomicU64,
     misses: AtomicU64,
     stats: RwLock<Stats>,
@@ -48,6 +53,9 @@ impl Cache {
             .unwrap_or_else(PoisonError::into_inner);
         for item in items {
             map.insert(item.id, item);
+        }
+        while map.len() > CAPACITY {
+            map.pop_first();
         }
     }
 
@@ -99,5 +107,28 @@ impl Cache {
             .stats
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CAPACITY, Cache};
+    use crate::db::Item;
+
+    // Asserts: the cache never holds more than CAPACITY items, dropping the oldest ids.
+    #[test]
+    fn a_full_cache_drops_its_oldest_items() {
+        let cache = Cache::default();
+        let extra = 10;
+        let count = i64::try_from(CAPACITY).expect("fits") + extra;
+        cache.put((1..=count).map(|id| Item {
+            id,
+            name: format!("item {id}"),
+        }));
+        cache.refresh_stats();
+        assert_eq!(cache.stats().items, CAPACITY);
+        assert!(cache.get(extra).is_none(), "the oldest went first");
+        assert!(cache.get(extra + 1).is_some());
+        assert!(cache.get(count).is_some(), "the newest stayed");
     }
 }
