@@ -109,14 +109,11 @@ fn max_requests_recycles_under_load_without_failures() {
 fn recycled_workers_serve_their_limit_not_more() {
     const LIMIT: u64 = 100;
     Harness::multi_thread(2).run(|_| async move {
-        let serve = Serve::spawn(
+        let serve = Serve::start_slow(
             "max-requests-exact",
             &["-w", "2", "--max-requests", "100", "--", HELLO],
-            |command| {
-                command.env("HELLO_STARTUP_MS", "100");
-            },
+            100,
         );
-        serve.wait_log("all workers ready");
         let (status, served) = paced_until(&serve, "three recyclings", |s| {
             s.restarts
                 .iter()
@@ -224,14 +221,11 @@ fn a_reload_stops_a_retiring_worker_at_once() {
 #[test]
 fn a_reload_during_a_recycling_stops_the_old_worker_when_its_replacement_is_ready() {
     Harness::multi_thread(2).run(|_| async move {
-        let serve = Serve::spawn(
+        let serve = Serve::start_slow(
             "recycling-reload",
             &["-w", "2", "--max-requests", "100", "--", HELLO],
-            |command| {
-                command.env("HELLO_STARTUP_MS", "300");
-            },
+            300,
         );
-        serve.wait_log("all workers ready");
         let (status, _) = paced_until(&serve, "a replacement starting", |s| {
             s.workers.iter().any(|w| w.state == "starting")
         })
@@ -457,10 +451,7 @@ fn sigterm_under_load_answers_every_accepted_request() {
 #[test]
 fn capacity_never_dips_during_a_reload() {
     Harness::multi_thread(2).run(|_| async move {
-        let serve = Serve::spawn("capacity", &["-w", "2", "--", HELLO], |command| {
-            command.env("HELLO_STARTUP_MS", "300");
-        });
-        serve.wait_log("all workers ready");
+        let serve = Serve::start_slow("capacity", &["-w", "2", "--", HELLO], 300);
         let load = Load::start(serve.addr, CONNECTIONS, "/");
         // New connections all the time: any worker accepting could take them.
         let fresh = Load::start_closing(serve.addr, 2, "/");

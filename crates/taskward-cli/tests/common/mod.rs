@@ -50,6 +50,16 @@ impl Serve {
         serve
     }
 
+    /// Like [`start`](Self::start), with `HELLO_STARTUP_MS` set: `taskward-hello`
+    /// workers that take `ms` to become ready.
+    pub(crate) fn start_slow(name: &str, args: &[&str], ms: u64) -> Self {
+        let serve = Self::spawn(name, args, |command| {
+            command.env("HELLO_STARTUP_MS", ms.to_string());
+        });
+        serve.wait_log("all workers ready");
+        serve
+    }
+
     /// Starts it without waiting; `setup` may add to the command. Binds 127.0.0.1:0
     /// unless `args` bind something themselves.
     pub(crate) fn spawn(name: &str, args: &[&str], setup: impl FnOnce(&mut Command)) -> Self {
