@@ -228,7 +228,9 @@ impl Worker {
 
     /// Serves `router` (with `/healthz`, `/readyz` and `/debug/tasks` merged in) in
     /// `app` until a stop signal, then shuts the servers and `app` down within the
-    /// deadline.
+    /// deadline: the servers drain first, within nine tenths of it at most, and `app`'s
+    /// own tasks get what is left, never less than a tenth (a request that never ends
+    /// cannot leave a writer no time to drain its queue).
     ///
     /// `/readyz` turns ready, and `READY=1` is sent, once every task of `startup` has
     /// ended. On sockets a supervisor passed (shared with other workers), accepting
