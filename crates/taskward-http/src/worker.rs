@@ -470,3 +470,58 @@ fn notify(states: &[NotifyState<'_>]) {
         tracing::warn!(%error, "cannot notify the supervisor");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::routing::get;
+    use taskward::Scope;
+    use tokio::io::AsyncWriteExt;
+
+    use super::{StopSignals, stop};
+    use crate::server::Server;
+
+    // Asserts: a request that never ends holds the servers' drain only to nine tenths of
+    // the deadline; an app task that needs 20 ms after cancellation still finishes in the
+    // tenth left (with the whole deadline given to the servers it was aborted at once).
+    #[tokio::test]
+    async fn the_app_keeps_a_tenth_of_the_deadline() {
+        let app = Scope::root("app");
+        let flushed = Arc::new(AtomicBool::new(false));
+        let done = flushed.clone();
+        app.task("flush")
+            .spawn_with(move |ctx| async move {
+                ctx.cancelled().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                done.store(true, Ordering::Release);
+            })
+            .expect("spawned");
+        let router = Router::new().route("/hang", get(std::future::pending::<&'static str>));
+        let server = Server::bind("127.0.0.1:0")
+            .await
+            .expect("bound")
+            .serve(&app, router)
+            .expect("serving");
+        let mut client = tokio::net::TcpStream::connect(server.local_addr())
+            .await
+            .expect("connected");
+        client
+            .write_all(b"GET /hang HTTP/1.1\r\nHost: test\r\n\r\n")
+            .await
+            .expect("sent");
+        // Let the request reach its handler.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let mut signals = StopSignals::new().expect("signal handlers");
+        let report = stop(&app, vec![server], Duration::from_secs(2), &mut signals).await;
+        assert!(
+            flushed.load(Ordering::Acquire),
+            "the app task was not given time: {report}"
+        );
+        drop(client);
+    }
+}
