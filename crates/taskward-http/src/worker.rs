@@ -486,7 +486,7 @@ mod tests {
     use crate::server::Server;
 
     // Asserts: a request that never ends holds the servers' drain only to nine tenths of
-    // the deadline; an app task that needs 20 ms after cancellation still finishes in the
+    // the deadline; an app task that needs 10 ms after cancellation still finishes in the
     // tenth left (with the whole deadline given to the servers it was aborted at once).
     #[tokio::test]
     async fn the_app_keeps_a_tenth_of_the_deadline() {
@@ -496,11 +496,19 @@ mod tests {
         app.task("flush")
             .spawn_with(move |ctx| async move {
                 ctx.cancelled().await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 done.store(true, Ordering::Release);
             })
             .expect("spawned");
-        let router = Router::new().route("/hang", get(std::future::pending::<&'static str>));
+        let entered = Arc::new(tokio::sync::Notify::new());
+        let handler = entered.clone();
+        let router = Router::new().route(
+            "/hang",
+            get(move || async move {
+                handler.notify_one();
+                std::future::pending::<&'static str>().await
+            }),
+        );
         let server = Server::bind("127.0.0.1:0")
             .await
             .expect("bound")
@@ -513,11 +521,11 @@ mod tests {
             .write_all(b"GET /hang HTTP/1.1\r\nHost: test\r\n\r\n")
             .await
             .expect("sent");
-        // Let the request reach its handler.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        entered.notified().await;
 
+        // 5 s: the servers get 4.5 s, the app 0.5 s for a task that needs 10 ms.
         let mut signals = StopSignals::new().expect("signal handlers");
-        let report = stop(&app, vec![server], Duration::from_secs(2), &mut signals).await;
+        let report = stop(&app, vec![server], Duration::from_secs(5), &mut signals).await;
         assert!(
             flushed.load(Ordering::Acquire),
             "the app task was not given time: {report}"
