@@ -7,6 +7,7 @@ mod common;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 
+use common::http1::get_over_unix;
 use common::load::Load;
 use common::{Serve, ready_pids};
 use rustix::process::Signal;
@@ -408,25 +409,13 @@ fn sigint_stops_fast_without_waiting_for_requests() {
 #[test]
 fn a_unix_socket_is_bound_and_a_stale_one_replaced() {
     Harness::multi_thread(2).run(|_| async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let dir = common::test_dir("unix-socket");
         let path = dir.join("app.sock");
         drop(std::os::unix::net::UnixListener::bind(&path).expect("a stale socket file"));
         let bind = format!("unix:{}", path.display());
         let worker = fixture("stdlib_worker.py");
         let serve = Serve::start("unix", &["-b", &bind, "-w", "1", "--", "python3", &worker]);
-        let mut stream = tokio::net::UnixStream::connect(&path)
-            .await
-            .expect("connects");
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .expect("request sent");
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .await
-            .expect("response read");
+        let response = get_over_unix(&path).await;
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 
         let output = std::process::Command::new(common::TASKWARD)
@@ -450,24 +439,12 @@ fn a_unix_socket_is_bound_and_a_stale_one_replaced() {
 #[test]
 fn a_taskward_worker_serves_a_passed_unix_socket() {
     Harness::multi_thread(2).run(|_| async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let dir = common::test_dir("unix-hello");
         let path = dir.join("app.sock");
         let bind = format!("unix:{}", path.display());
         let serve = Serve::start("unix-hello", &["-b", &bind, "-w", "1", "--", common::HELLO]);
         let pids = ready_pids(&serve.status().await);
-        let mut stream = tokio::net::UnixStream::connect(&path)
-            .await
-            .expect("connects");
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .expect("request sent");
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .await
-            .expect("response read");
+        let response = get_over_unix(&path).await;
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         assert!(
             pids.iter()

@@ -1,14 +1,17 @@
 //! The server on a unix stream socket, with HTTP/1.1 written by hand over
-//! `tokio::net::UnixStream`.
+//! `tokio::net::UnixStream` (`tests/common/http1.rs`).
+
+#[path = "common/http1.rs"]
+mod http1;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
+use http1::get_over_unix;
 use taskward::testing::Harness;
 use taskward_http::{ListenAddr, Server};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
 /// A fresh directory for this test's socket, under the system's temp dir.
@@ -39,16 +42,7 @@ fn a_unix_socket_is_served_then_refused_after_shutdown() {
         );
         assert!(server.local_addr().ip().is_unspecified());
 
-        let mut stream = UnixStream::connect(&path).await.expect("connects");
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-            .await
-            .expect("request written");
-        let mut response = String::new();
-        stream
-            .read_to_string(&mut response)
-            .await
-            .expect("response read");
+        let response = get_over_unix(&path).await;
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         assert!(response.ends_with("\r\n\r\nhello over unix"), "{response}");
 

@@ -2,14 +2,16 @@
 //! sends), so that a load generator sees each failure as it happened: no response at
 //! all, a response cut midway, or a complete one with its status.
 //!
-//! Shared with the benches and the process manager's tests through `#[path]`.
+//! Also `GET /` over a unix socket, whole response. Shared with the benches and the
+//! process manager's tests through `#[path]`.
 
 #![allow(dead_code, reason = "not every includer reads the body")]
 
 use std::ops::Range;
+use std::path::Path;
 
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
 
 /// How one response went.
 pub(crate) enum Reply {
@@ -63,4 +65,20 @@ pub(crate) async fn read_reply(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Reply
             close,
         };
     }
+}
+
+/// `GET /` with `Connection: close` on the unix socket at `path`; the whole response,
+/// head and body, as text.
+pub(crate) async fn get_over_unix(path: &Path) -> String {
+    let mut stream = UnixStream::connect(path).await.expect("connects");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request written");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("response read");
+    response
 }
