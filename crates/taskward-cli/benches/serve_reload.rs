@@ -58,7 +58,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bench_server::{Kind, PATIENCE, Peer, Server, fresh_dir, kill_groups_on_signal, quantile};
+use bench_server::{
+    Kind, PATIENCE, Peer, Server, env_number, fresh_dir, kill_groups_on_signal, quantile,
+};
 use rustix::process::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -626,18 +628,11 @@ fn print_table(scenario: Scenario, runs: &[Run], seconds: u64, rounds: usize, ra
 }
 
 fn main() {
-    let seconds = std::env::var("TASKWARD_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(SECONDS);
-    let rate = std::env::var("TASKWARD_BENCH_RATE")
-        .ok()
-        .and_then(|s| s.parse().ok())
+    let seconds = env_number("TASKWARD_BENCH_SECONDS").unwrap_or(SECONDS);
+    let rate = env_number("TASKWARD_BENCH_RATE")
         .filter(|&n| n > 0)
         .unwrap_or(RATE);
-    let rounds = std::env::var("TASKWARD_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
+    let rounds = env_number("TASKWARD_BENCH_ROUNDS")
         .filter(|&n| n > 0)
         .unwrap_or(ROUNDS);
     let peer = Peer::from_env(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/peer"));

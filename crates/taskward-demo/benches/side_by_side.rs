@@ -49,7 +49,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bench_server::{Kind, PATIENCE, Peer, Server, fresh_dir, kill_groups_on_signal, quantile};
+use bench_server::{
+    Kind, PATIENCE, Peer, Server, env_number, fresh_dir, kill_groups_on_signal, quantile,
+};
 use http1::{Reply, read_reply};
 use rustix::process::Signal;
 use tokio::io::AsyncWriteExt;
@@ -463,10 +465,7 @@ fn ms(d: Duration) -> String {
 }
 
 fn main() {
-    let seconds = std::env::var("TASKWARD_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(SECONDS);
+    let seconds = env_number("TASKWARD_BENCH_SECONDS").unwrap_or(SECONDS);
     let peer = Peer::from_env(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/peer/demo"));
     let mut kinds = vec![Kind::Taskward];
     match &peer {

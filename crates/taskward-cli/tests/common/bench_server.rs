@@ -264,6 +264,11 @@ pub(crate) async fn kill_groups_on_signal() {
     std::process::exit(130);
 }
 
+/// The number in the environment variable `name`, if set and a number of that type.
+pub(crate) fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
 /// `q`-quantile of sorted latencies (zero when there are none).
 pub(crate) fn quantile(sorted: &[Duration], q: f64) -> Duration {
     if sorted.is_empty() {
