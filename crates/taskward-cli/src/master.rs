@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rustix::process::Signal;
 use taskward::{RestartPolicy, Scope};
+use taskward_http::early_report_at;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -26,7 +27,6 @@ use crate::config::ServeConfig;
 use crate::error_line::error_line;
 use crate::notify::{Datagram, NotifySocket, RecvError, Watchdog};
 use crate::worker::{Launch, Role, State, Worker, describe};
-use taskward_http::early_report_at;
 
 /// How long workers have to stop on SIGINT/SIGQUIT (a fast stop) before SIGKILL.
 const FAST_STOP_GRACE: Duration = Duration::from_secs(2);
@@ -50,19 +50,19 @@ pub enum Outcome {
     Killed,
 }
 
-/// Why a worker is being replaced or was restarted.
-#[derive(Debug, Clone)]
+/// Why a worker is being replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reason {
     Reload,
-    MaxRequests(u64),
+    MaxRequests,
 }
 
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Reload => f.write_str("reload (SIGHUP)"),
-            Self::MaxRequests(n) => write!(f, "max_requests ({n} requests served)"),
-        }
+        f.write_str(match self {
+            Self::Reload => "reload (SIGHUP)",
+            Self::MaxRequests => "max_requests",
+        })
     }
 }
 
@@ -490,7 +490,7 @@ impl Master {
             match self.workers.get_mut(&old) {
                 // Recycled early (see `early_report_at`): it serves on to its limit.
                 Some(worker)
-                    if matches!(reason, Some(Reason::MaxRequests(_)))
+                    if reason == Some(Reason::MaxRequests)
                         && worker.is_active()
                         && worker.max_requests.is_some_and(|l| worker.requests < l) =>
                 {
@@ -528,16 +528,19 @@ impl Master {
             return;
         };
         if worker.retiring_since.is_some() && worker.is_active() && worker.requests >= limit {
-            let reason = Reason::MaxRequests(worker.requests);
-            self.retire(id, Some(reason));
+            self.retire(id, Some(Reason::MaxRequests));
             return;
         }
         let due = worker.requests >= early_report_at(limit);
         if due && worker.state == State::Ready && !worker.replacing && self.stop.is_none() {
             worker.replacing = true;
-            let reason = Reason::MaxRequests(worker.requests);
-            tracing::info!(pid = worker.pid, %reason, limit, "recycling a worker");
-            self.queue.push_back((id, reason));
+            tracing::info!(
+                pid = worker.pid,
+                requests = worker.requests,
+                limit,
+                "recycling a worker"
+            );
+            self.queue.push_back((id, Reason::MaxRequests));
         }
     }
 
@@ -550,7 +553,9 @@ impl Master {
         let pid = worker.pid;
         let reason = match reason {
             // The count when it stops, not when its replacement was queued.
-            Some(Reason::MaxRequests(_)) => Reason::MaxRequests(worker.requests).to_string(),
+            Some(Reason::MaxRequests) => {
+                format!("max_requests ({} requests served)", worker.requests)
+            }
             Some(reason) => reason.to_string(),
             None => "replaced".into(),
         };
@@ -763,8 +768,7 @@ impl Master {
             .collect();
         for id in retiring {
             tracing::info!(pid = self.pid(id), within = ?RETIRE_WITHIN, "worker did not reach its max_requests: stopping it anyway");
-            let requests = self.workers.get(&id).map_or(0, |w| w.requests);
-            self.retire(id, Some(Reason::MaxRequests(requests)));
+            self.retire(id, Some(Reason::MaxRequests));
         }
         for (id, pid, reason) in killed {
             let role = self.workers.get(&id).map(|w| w.role);
