@@ -10,7 +10,7 @@ use taskward::{RestartPolicy, Scope, ShutdownReport, TaskContext};
 use taskward_http::{Client, Worker};
 
 use crate::cache::Cache;
-use crate::db::{Db, SharedDb};
+use crate::db::{Db, SharedDb, off_thread};
 use crate::routes::{AppState, router};
 use crate::writer::{Mode, channel, run_writer};
 
@@ -51,10 +51,7 @@ pub(crate) async fn run(
         .spawn(move |_ctx| {
             let (path, opened) = (path.clone(), opened.clone());
             async move {
-                let db = tokio::task::spawn_blocking(move || Db::open(&path))
-                    .await
-                    .map_err(|joined| joined.to_string())?
-                    .map_err(|error| crate::error_chain(&error))?;
+                let db = off_thread(move || Db::open(&path)).await?;
                 opened.set(db);
                 Ok::<_, String>(())
             }
@@ -133,10 +130,7 @@ async fn warm(ctx: TaskContext, db: SharedDb, cache: Cache) -> Result<(), String
         db = db.wait() => db,
         () = ctx.cancelled() => return Ok(()),
     };
-    let items = tokio::task::spawn_blocking(move || db.latest(WARM_ITEMS))
-        .await
-        .map_err(|joined| joined.to_string())?
-        .map_err(|error| crate::error_chain(&error))?;
+    let items = off_thread(move || db.latest(WARM_ITEMS)).await?;
     tracing::info!(items = items.len(), "cache warmed");
     cache.put(items);
     Ok(())

@@ -166,6 +166,17 @@ impl Db {
     }
 }
 
+/// Runs `call` (SQLite blocks) on the blocking pool; its error, or the pool's, as one
+/// line with its causes.
+pub(crate) async fn off_thread<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, DbError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(done) => done.map_err(|error| crate::error_chain(&error)),
+        Err(joined) => Err(format!("the database call did not finish: {joined}")),
+    }
+}
+
 /// Applies the migrations after the one `user_version` records, each in its own
 /// transaction with the version bump. The version is read inside the (immediate, so
 /// exclusive) transaction: workers starting together migrate once, not twice.

@@ -16,7 +16,7 @@ use serde_json::json;
 use taskward_http::{Body, Client, ClientError};
 
 use crate::cache::Cache;
-use crate::db::{Db, SharedDb};
+use crate::db::{Db, SharedDb, off_thread};
 use crate::writer::{WriteError, Writer};
 
 /// What the handlers share.
@@ -64,6 +64,10 @@ fn bad_request(error: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, error.to_string())
 }
 
+fn internal(error: String) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, error)
+}
+
 #[derive(Deserialize)]
 struct NewItem {
     name: String,
@@ -92,7 +96,7 @@ async fn create_item(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting down: not stored".into(),
         )),
-        Err(WriteError::Failed(error)) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, error)),
+        Err(WriteError::Failed(error)) => Err(internal(error)),
     }
 }
 
@@ -105,10 +109,7 @@ async fn get_item(
         return Ok(Json(json!(item)));
     }
     let db = ready_db(&state)?;
-    let found = tokio::task::spawn_blocking(move || db.get(id))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let found = off_thread(move || db.get(id)).await.map_err(internal)?;
     match found {
         Some(item) => {
             state.cache.put([item.clone()]);
@@ -136,10 +137,9 @@ async fn list_items(
     // what it wrote and read, so only the database knows the newest items written through
     // every worker. What the list returns fills the cache for `GET /items/{id}`.
     let db = ready_db(&state)?;
-    let items = tokio::task::spawn_blocking(move || db.latest(limit))
+    let items = off_thread(move || db.latest(limit))
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(internal)?;
     state.cache.put(items.iter().cloned());
     Ok(Json(json!({ "items": items })))
 }

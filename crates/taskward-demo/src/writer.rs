@@ -12,7 +12,7 @@ use taskward::TaskContext;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::Cache;
-use crate::db::{Db, Item, SharedDb};
+use crate::db::{Db, Item, SharedDb, off_thread};
 
 /// Items per transaction, at most.
 const BATCH: usize = 64;
@@ -64,21 +64,18 @@ impl Writer {
     /// Dropped, the item may still be committed; nobody hears of it.
     pub(crate) async fn write(&self, name: String) -> Result<Item, WriteError> {
         let (done, committed) = oneshot::channel();
-        if self.mode == Mode::FireAndForget {
-            let item = Item {
-                id: 0,
-                name: name.clone(),
-            };
-            self.queue
-                .send((name, done))
-                .await
-                .map_err(|_| WriteError::Stopped)?;
-            return Ok(item);
-        }
+        // Fire-and-forget answers with what it queued, id unknown.
+        let queued = (self.mode == Mode::FireAndForget).then(|| Item {
+            id: 0,
+            name: name.clone(),
+        });
         self.queue
             .send((name, done))
             .await
             .map_err(|_| WriteError::Stopped)?;
+        if let Some(item) = queued {
+            return Ok(item);
+        }
         match committed.await {
             Ok(Ok(item)) => Ok(item),
             Ok(Err(error)) => Err(WriteError::Failed(error)),
@@ -162,10 +159,7 @@ pub(crate) async fn run_writer(
 async fn commit(db: &Db, cache: &Cache, batch: Vec<Job>) {
     let names: Vec<String> = batch.iter().map(|(name, _)| name.clone()).collect();
     let db = db.clone();
-    let stored = match tokio::task::spawn_blocking(move || db.insert_batch(&names)).await {
-        Ok(stored) => stored.map_err(|error| error.to_string()),
-        Err(joined) => Err(format!("the insert did not finish: {joined}")),
-    };
+    let stored = off_thread(move || db.insert_batch(&names)).await;
     match stored {
         Ok(items) => {
             cache.put(items.iter().cloned());
