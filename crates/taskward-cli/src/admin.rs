@@ -148,7 +148,7 @@ pub async fn top(
                 .iter()
                 .map(|w| {
                     let earlier = before.workers.iter().find(|b| b.pid == w.pid);
-                    w.requests - earlier.map_or(0, |b| b.requests.min(w.requests))
+                    w.requests.saturating_sub(earlier.map_or(0, |b| b.requests))
                 })
                 .sum();
             let seconds = now.duration_since(*at).as_secs_f64();

@@ -4,8 +4,8 @@
 //! Read [`Worker::spawn`]. `LISTEN_PID` must be the worker's own pid, which is known only
 //! once it exists: the child writes it into an environment laid out beforehand, between
 //! `fork` and `exec` (`os/unix.rs`), as systemd does. (An earlier version exec'd
-//! `taskward exec-worker` first to set it: a third of the CPU time of a worker's life
-//! when it serves little, 7.2 ms of 4.7 + 2.5; see BENCHMARKS.md.)
+//! `taskward exec-worker` first to set it, which made a worker's start and stop cost
+//! 7.2 ms of CPU instead of 4.7 ms; see BENCHMARKS.md.)
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

@@ -43,6 +43,7 @@ pub const fn early_report_at(limit: u64) -> u64 {
     let early = limit - limit / 4;
     if early == 0 { limit } else { early }
 }
+
 /// The process manager's graceful timeout, in seconds: the worker's shutdown deadline is
 /// nine tenths of it, so that it reports before the manager's SIGKILL.
 pub const GRACEFUL_TIMEOUT_ENV: &str = "TASKWARD_GRACEFUL_TIMEOUT";
