@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use axum::Router;
 use sd_notify::NotifyState;
+use taskward::signal::{Signals, UnixSignal};
 use taskward::{Scope, ShutdownReport, TaskContext};
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::error::WorkerError;
 use crate::health::Health;
@@ -360,51 +360,44 @@ enum Stop {
     Now,
 }
 
-/// A worker's stop signals. Unlike [`taskward::signal::Signals`], SIGTERM never escalates:
-/// under a manager it may arrive twice for one stop.
-struct StopSignals {
-    term: Signal,
-    int: Signal,
-    quit: Signal,
-    hup: Signal,
-}
+/// A worker's stop signals: [`Signals`] with a worker's mapping. Unlike
+/// [`Signals::recv`], SIGTERM never escalates (under a manager it may arrive twice for one
+/// stop), SIGINT is a fast stop, and SIGHUP is ignored.
+struct StopSignals(Signals);
 
 impl StopSignals {
     fn new() -> Result<Self, WorkerError> {
-        let install = |kind: SignalKind, name: &'static str| {
-            signal(kind).map_err(|source| WorkerError::Signal {
-                signal: name,
-                source,
+        Signals::new()
+            .map(Self)
+            .map_err(|error| WorkerError::Signal {
+                signal: error.signal,
+                source: error.source,
             })
-        };
-        Ok(Self {
-            term: install(SignalKind::terminate(), "SIGTERM")?,
-            int: install(SignalKind::interrupt(), "SIGINT")?,
-            quit: install(SignalKind::quit(), "SIGQUIT")?,
-            hup: install(SignalKind::hangup(), "SIGHUP")?,
-        })
     }
 
     /// The next stop request; SIGHUP is logged and waited past.
     async fn recv(&mut self) -> Stop {
         loop {
-            tokio::select! {
-                Some(()) = self.term.recv() => {
+            match self.0.next().await {
+                UnixSignal::Term => {
                     tracing::info!(signal = "SIGTERM", "graceful stop requested");
                     return Stop::Graceful;
                 }
-                Some(()) = self.int.recv() => {
+                UnixSignal::Int => {
                     tracing::warn!(signal = "SIGINT", "immediate stop requested");
                     return Stop::Now;
                 }
-                Some(()) = self.quit.recv() => {
+                UnixSignal::Quit => {
                     tracing::warn!(signal = "SIGQUIT", "immediate stop requested");
                     return Stop::Now;
                 }
-                Some(()) = self.hup.recv() => {
-                    tracing::info!("SIGHUP ignored: the process manager reloads by replacing workers");
+                UnixSignal::Hup => {
+                    tracing::info!(
+                        "SIGHUP ignored: the process manager reloads by replacing workers"
+                    );
                 }
-                else => std::future::pending::<()>().await,
+                // `UnixSignal` may grow; an unknown signal asks for nothing here.
+                _ => {}
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Unix signals mapped to lifecycle events, once, in one place: SIGTERM / SIGINT ask for
 //! a graceful shutdown (the second one for an immediate one), SIGQUIT for an immediate
-//! one, SIGHUP for a reload.
+//! one, SIGHUP for a reload. [`Signals::next`] gives the signals unmapped, for a caller
+//! with other rules (`taskward-http`'s worker).
 //!
 //! Read [`Signals`] first; [`shutdown_on_signals`] is the whole `main` tail of a service.
 
@@ -79,28 +80,27 @@ impl Signals {
         })
     }
 
-    /// Waits for the next signal.
+    /// Waits for the next signal and maps it to what it asks of the process (the first
+    /// SIGTERM or SIGINT a graceful shutdown, a later one or SIGQUIT an immediate one,
+    /// SIGHUP a reload).
     ///
     /// # Cancel safety
     ///
     /// This method is cancel safe: a signal that arrives while no call is waiting is kept
     /// for the next call.
     pub async fn recv(&mut self) -> SignalEvent {
-        let name = tokio::select! {
-            Some(()) = self.term.recv() => "SIGTERM",
-            Some(()) = self.int.recv() => "SIGINT",
-            Some(()) = self.quit.recv() => {
+        let name = match self.next().await {
+            UnixSignal::Term => "SIGTERM",
+            UnixSignal::Int => "SIGINT",
+            UnixSignal::Quit => {
                 self.stops += 1;
                 tracing::warn!(signal = "SIGQUIT", "immediate shutdown requested");
                 return SignalEvent::Immediate;
             }
-            Some(()) = self.hup.recv() => {
+            UnixSignal::Hup => {
                 tracing::info!(signal = "SIGHUP", "reload requested");
                 return SignalEvent::Reload;
             }
-            // Every stream ended: tokio's signal driver is gone with its runtime, and no
-            // signal can come any more.
-            else => std::future::pending().await,
         };
         self.stops += 1;
         if self.stops == 1 {
@@ -111,6 +111,39 @@ impl Signals {
             SignalEvent::Immediate
         }
     }
+
+    /// Waits for the next signal, unmapped: for a caller with a mapping of its own (a
+    /// worker under a process manager, say, where SIGINT is a fast stop). Nothing is
+    /// logged or counted; [`recv`](Self::recv) is built on it.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe, as [`recv`](Self::recv) is.
+    pub async fn next(&mut self) -> UnixSignal {
+        tokio::select! {
+            Some(()) = self.term.recv() => UnixSignal::Term,
+            Some(()) = self.int.recv() => UnixSignal::Int,
+            Some(()) = self.quit.recv() => UnixSignal::Quit,
+            Some(()) = self.hup.recv() => UnixSignal::Hup,
+            // Every stream ended: tokio's signal driver is gone with its runtime, and no
+            // signal can come any more.
+            else => std::future::pending().await,
+        }
+    }
+}
+
+/// One of the signals [`Signals`] listens to, as [`Signals::next`] returns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnixSignal {
+    /// SIGTERM.
+    Term,
+    /// SIGINT.
+    Int,
+    /// SIGQUIT.
+    Quit,
+    /// SIGHUP.
+    Hup,
 }
 
 /// Runs `scope` until a stop signal (or until the scope is cancelled, e.g. by an
