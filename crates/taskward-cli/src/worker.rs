@@ -1,7 +1,8 @@
-//! A worker process as the master sees it: how it is started (sockets at fd 3 on, its
-//! environment), and what the master knows of it since.
+//! A worker process as the master's loop handles it: how it is started (sockets at fd 3
+//! on, its environment) and signalled. What the master knows of its life is in
+//! `lifecycle.rs`.
 //!
-//! Read [`Worker::spawn`]. `LISTEN_PID` must be the worker's own pid, which is known only
+//! Read [`WorkerProcess::spawn`]. `LISTEN_PID` must be the worker's own pid, which is known only
 //! once it exists: the child writes it into an environment laid out beforehand, between
 //! `fork` and `exec` (`os/unix.rs`), as systemd does. (An earlier version exec'd
 //! `taskward exec-worker` first to set it, which made a worker's start and stop cost
@@ -12,7 +13,7 @@ use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use command_fds::{CommandFdExt, FdMapping};
 use rustix::process::{Pid, PidfdFlags, Signal, kill_process, pidfd_open, pidfd_send_signal};
@@ -21,57 +22,10 @@ use tokio::process::{Child, Command};
 /// The first file descriptor of passed sockets (systemd's `SD_LISTEN_FDS_START`).
 pub(crate) const LISTEN_FDS_START: i32 = 3;
 
-/// Where a worker is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum State {
-    /// Started, not yet `READY=1`.
-    Starting,
-    /// Said `READY=1`: accepting.
-    Ready,
-    /// Asked to stop (`SIGTERM`, or `SIGQUIT` for a fast stop): killed at the deadline.
-    Stopping { kill_at: Instant },
-}
-
-impl State {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Starting => "starting",
-            Self::Ready => "ready",
-            Self::Stopping { .. } => "stopping",
-        }
-    }
-}
-
-/// Why the master started a worker: to keep the count, or to replace another one
-/// (which is stopped only once this one is ready, so capacity never dips).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    Regular,
-    Replacing { old: u64 },
-}
-
-/// One worker process.
+/// A worker process: its pid, and a handle to signal it by.
 #[derive(Debug)]
-pub(crate) struct Worker {
-    /// The master's own number for it, never reused.
-    pub(crate) id: u64,
+pub(crate) struct WorkerProcess {
     pub(crate) pid: u32,
-    pub(crate) started: Instant,
-    pub(crate) state: State,
-    pub(crate) role: Role,
-    /// The last `WATCHDOG=1` (or `READY=1`, or the start).
-    pub(crate) last_beat: Instant,
-    /// Requests begun, as last reported.
-    pub(crate) requests: u64,
-    /// Replaced once `requests` reaches it (`--max-requests` plus jitter).
-    pub(crate) max_requests: Option<u64>,
-    /// Queued or being replaced: not to be queued again.
-    pub(crate) replacing: bool,
-    /// Its `max_requests` replacement is ready since then: it serves on until its limit
-    /// (or a bounded time), counted as one worker more than wanted, not as a regular one.
-    pub(crate) retiring_since: Option<Instant>,
-    /// `STATUS=` as last reported.
-    pub(crate) status: String,
     /// A handle on the process itself (Linux `pidfd`): a signal sent through it cannot
     /// reach another process that reused the pid after this one was reaped.
     pidfd: Option<OwnedFd>,
@@ -89,12 +43,12 @@ pub(crate) struct Launch<'a> {
     pub(crate) graceful_timeout: Duration,
 }
 
-impl Worker {
-    /// Starts a worker; the child's handle goes to the caller, which awaits its exit.
+impl WorkerProcess {
+    /// Starts worker number `id`, to be replaced at `max_requests`; the child's handle
+    /// goes to the caller, which awaits its exit.
     pub(crate) fn spawn(
         launch: &Launch<'_>,
         id: u64,
-        role: Role,
         max_requests: Option<u64>,
     ) -> std::io::Result<(Self, Child)> {
         let mut vars: BTreeMap<OsString, OsString> = std::env::vars_os()
@@ -159,21 +113,7 @@ impl Worker {
             .ok()
             .and_then(Pid::from_raw)
             .and_then(|pid| pidfd_open(pid, PidfdFlags::empty()).ok());
-        let now = Instant::now();
-        let worker = Self {
-            id,
-            pid,
-            started: now,
-            state: State::Starting,
-            role,
-            last_beat: now,
-            requests: 0,
-            max_requests,
-            replacing: false,
-            retiring_since: None,
-            status: String::new(),
-            pidfd,
-        };
+        let worker = Self { pid, pidfd };
         Ok((worker, child))
     }
 
@@ -189,25 +129,6 @@ impl Worker {
         };
         if let Err(error) = sent {
             tracing::debug!(%error, pid = self.pid, "signal not delivered");
-        }
-    }
-
-    /// Counts for keeping the number of workers: not stopping.
-    pub(crate) fn is_active(&self) -> bool {
-        !matches!(self.state, State::Stopping { .. })
-    }
-
-    /// Active, and one of the workers counted against the target: neither a replacement
-    /// still starting nor a worker retiring beside its ready replacement.
-    pub(crate) fn is_regular(&self) -> bool {
-        self.is_active() && self.role == Role::Regular && self.retiring_since.is_none()
-    }
-
-    /// The state `taskward status` shows.
-    pub(crate) fn state_name(&self) -> &'static str {
-        match self.retiring_since {
-            Some(_) if self.is_active() => "retiring",
-            _ => self.state.name(),
         }
     }
 }

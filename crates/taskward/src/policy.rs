@@ -82,6 +82,23 @@ impl RestartPolicy {
         self
     }
 
+    /// The intensity window: failures older than this no longer count, neither against
+    /// the intensity nor towards the backoff.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskward::RestartPolicy;
+    ///
+    /// let policy = RestartPolicy::default().intensity(3, Duration::from_secs(30));
+    /// assert_eq!(policy.window(), Duration::from_secs(30));
+    /// ```
+    #[must_use]
+    pub fn window(&self) -> Duration {
+        self.within
+    }
+
     /// The delay before restart number `recent + 1`, when `recent` restarts are inside the
     /// intensity window: `initial * 2^recent`, capped at `max`.
     ///

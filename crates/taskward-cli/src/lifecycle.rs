@@ -1,0 +1,881 @@
+//! The master's policy as a state machine without I/O: which worker to start, replace,
+//! recycle, stop or kill, when to back off, and when the master is done.
+//!
+//! Read [`Lifecycle::handle`]: it takes an [`Event`] and the current time and returns the
+//! [`Action`]s for the master's loop (`master.rs`) to carry out; [`Lifecycle::deadline`]
+//! says when to call it again with [`Event::Timer`]. It never reads a clock, spawns,
+//! signals or writes anything but logs, so every case of a worker's life is a unit test
+//! that runs in microseconds (`lifecycle/tests.rs`), in the way of `quinn-proto`.
+//!
+//! Each worker is in exactly one [`Phase`]; the queue of replacements and the backoff
+//! are the only other state.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant, SystemTime};
+
+use rustix::process::Signal;
+use taskward::RestartPolicy;
+use taskward_http::early_report_at;
+
+use crate::admin::{RestartRecord, Status, WorkerStatus};
+use crate::notify::{Notification, Watchdog};
+use crate::worker::describe;
+
+/// How long workers have to stop on SIGINT/SIGQUIT (a fast stop) before SIGKILL.
+const FAST_STOP_GRACE: Duration = Duration::from_secs(2);
+/// Far enough off to mean "never", near enough not to overflow an `Instant`.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// How long a worker whose `max_requests` replacement is ready may serve on towards its
+/// limit: traffic may stop short of it, and the extra worker must not stay forever.
+const RETIRE_WITHIN: Duration = Duration::from_secs(5);
+/// Recent restarts kept for `taskward status`.
+const HISTORY: usize = 32;
+
+/// How the master ended, for its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every worker stopped before its deadline.
+    Clean,
+    /// At least one worker had to be killed at the stop deadline.
+    Killed,
+}
+
+/// The master's own number for a worker, never reused (a pid can be).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct WorkerId(u64);
+
+impl WorkerId {
+    /// The number (`TASKWARD_WORKER_ID`).
+    pub(crate) fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Why a worker is being replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    Reload,
+    MaxRequests,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Reload => "reload (SIGHUP)",
+            Self::MaxRequests => "max_requests",
+        })
+    }
+}
+
+/// How the master is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Graceful,
+    Fast,
+}
+
+/// Where a worker is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Started, not yet `READY=1`. A replacement names the worker it replaces, which is
+    /// stopped only once this one is ready (so capacity never dips), and why.
+    Starting {
+        replaces: Option<(WorkerId, Reason)>,
+    },
+    /// Said `READY=1`: accepting.
+    Ready,
+    /// Its `max_requests` replacement is ready since `since`: it serves on to its limit
+    /// (or for [`RETIRE_WITHIN`]), counted as one worker more than wanted.
+    Retiring { since: Instant },
+    /// Asked to stop (`SIGTERM`, or `SIGQUIT` for a fast stop): killed at `kill_at`.
+    Stopping { kill_at: Instant },
+    /// Sent SIGKILL: only its exit is awaited.
+    Killed,
+}
+
+impl Phase {
+    /// Counts for keeping the number of workers: not stopping.
+    fn is_active(self) -> bool {
+        !matches!(self, Self::Stopping { .. } | Self::Killed)
+    }
+
+    /// One of the workers counted against the target: neither a replacement still
+    /// starting nor a worker retiring beside its ready replacement.
+    fn is_regular(self) -> bool {
+        matches!(self, Self::Starting { replaces: None } | Self::Ready)
+    }
+
+    /// The state `taskward status` shows.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Starting { .. } => "starting",
+            Self::Ready => "ready",
+            Self::Retiring { .. } => "retiring",
+            Self::Stopping { .. } | Self::Killed => "stopping",
+        }
+    }
+}
+
+/// One worker, as the policy knows it.
+#[derive(Debug, Clone)]
+struct Worker {
+    pid: u32,
+    started: Instant,
+    phase: Phase,
+    /// The first `READY=1`.
+    ready_since: Option<Instant>,
+    /// The last `WATCHDOG=1` (or `READY=1`, or the start).
+    last_beat: Instant,
+    /// `WATCHDOG=trigger`: to be treated as if its heartbeat had stopped.
+    triggered: bool,
+    /// Requests begun, as last reported.
+    requests: u64,
+    /// Replaced once `requests` reaches it (`--max-requests` plus jitter).
+    max_requests: Option<u64>,
+    /// `STATUS=` as last reported.
+    status: String,
+}
+
+/// What the policy is told about the master's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// Workers wanted.
+    pub(crate) workers: usize,
+    /// `--timeout`: a ready worker silent for this long is killed.
+    pub(crate) timeout: Option<Duration>,
+    /// `--graceful-timeout`: how long a stopping worker has before SIGKILL.
+    pub(crate) graceful_timeout: Duration,
+    /// `--reload-timeout`: how long a new worker has to say `READY=1`.
+    pub(crate) reload_timeout: Duration,
+    /// The master's pid, for the status.
+    pub(crate) master_pid: u32,
+}
+
+/// Something that happened, for [`Lifecycle::handle`].
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// Time passed ([`Lifecycle::deadline`]), or the master just began.
+    Timer,
+    /// The worker of an [`Action::Start`] runs, as `pid`, and will be replaced at
+    /// `max_requests` (jitter included).
+    Spawned {
+        id: WorkerId,
+        pid: u32,
+        max_requests: Option<u64>,
+    },
+    /// The worker of an [`Action::Start`] could not be started.
+    SpawnFailed { id: WorkerId },
+    /// A worker exited (and was reaped).
+    Exited {
+        id: WorkerId,
+        status: io::Result<ExitStatus>,
+    },
+    /// A notification from process `pid` (`READY=1`, `STOPPING=1`, heartbeats, the count
+    /// of requests, `STATUS=`).
+    Notified { pid: u32, message: Notification },
+    /// A signal to the master.
+    Signal(Signal),
+    /// `taskward status` asks: answered by [`Action::Reply`].
+    StatusRequest,
+}
+
+/// Something for the master's loop to do.
+#[derive(Debug)]
+pub(crate) enum Action {
+    /// Start worker `id`; answer with [`Event::Spawned`] or [`Event::SpawnFailed`] before
+    /// any other event.
+    Start { id: WorkerId },
+    /// Send `signal` to worker `id`.
+    Signal { id: WorkerId, signal: Signal },
+    /// Tell the master's own supervisor (systemd `Type=notify`).
+    Notify(Note),
+    /// The answer to [`Event::StatusRequest`].
+    Reply(Box<Status>),
+}
+
+/// What the master tells its own supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Note {
+    /// `READY=1`: every worker wanted is ready, or a reload is done.
+    Ready,
+    /// `RELOADING=1`.
+    Reloading,
+    /// `STOPPING=1`.
+    Stopping,
+    /// `READY=1` with a status: the reload failed, the old workers keep serving.
+    ReloadFailed,
+}
+
+/// A worker start asked for and not answered yet.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    id: WorkerId,
+    replaces: Option<(WorkerId, Reason)>,
+}
+
+/// The master's policy and its worker table. See the [module](self).
+#[derive(Debug)]
+pub(crate) struct Lifecycle {
+    settings: Settings,
+    target: usize,
+    workers: BTreeMap<WorkerId, Worker>,
+    next_id: u64,
+    pending: Option<Pending>,
+    /// Workers to replace, one at a time, in order.
+    queue: VecDeque<(WorkerId, Reason)>,
+    backoff: RestartPolicy,
+    /// Crashes inside the backoff's window.
+    crashes: VecDeque<Instant>,
+    /// No worker is started before this (crash backoff).
+    hold_until: Option<Instant>,
+    history: VecDeque<(Instant, u32, String)>,
+    stop: Option<Stop>,
+    killed_at_stop: bool,
+    told_ready: bool,
+    /// The moment the master began, on both clocks: the status gives wall-clock times.
+    began: (Instant, SystemTime),
+    actions: Vec<Action>,
+}
+
+impl Lifecycle {
+    /// The policy of a master that began at `now` (`wall` on the wall clock).
+    pub(crate) fn new(settings: Settings, now: Instant, wall: SystemTime) -> Self {
+        Self {
+            target: settings.workers.max(1),
+            settings,
+            workers: BTreeMap::new(),
+            next_id: 1,
+            pending: None,
+            queue: VecDeque::new(),
+            backoff: RestartPolicy::default()
+                .backoff(Duration::from_millis(100), Duration::from_secs(10))
+                .intensity(u32::MAX, Duration::from_secs(60)),
+            crashes: VecDeque::new(),
+            hold_until: None,
+            history: VecDeque::new(),
+            stop: None,
+            killed_at_stop: false,
+            told_ready: false,
+            began: (now, wall),
+            actions: Vec::new(),
+        }
+    }
+
+    /// Takes in `event`, which happened at `now`, then fires the timers due and starts
+    /// or stops workers to reach the target; returns what the master must do, in order.
+    pub(crate) fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        match event {
+            Event::Timer => {}
+            Event::Spawned {
+                id,
+                pid,
+                max_requests,
+            } => self.on_spawned(id, pid, max_requests, now),
+            Event::SpawnFailed { id } => self.on_spawn_failed(id, now),
+            Event::Exited { id, status } => self.on_exit(id, status, now),
+            Event::Notified { pid, message } => self.on_notified(pid, message, now),
+            Event::Signal(signal) => self.on_signal(signal, now),
+            Event::StatusRequest => {
+                let status = self.status(now);
+                self.actions.push(Action::Reply(Box::new(status)));
+            }
+        }
+        self.check_timers(now);
+        self.reconcile(now);
+        std::mem::take(&mut self.actions)
+    }
+
+    /// The earliest moment a timer is due: call [`handle`](Self::handle) with
+    /// [`Event::Timer`] then.
+    #[must_use]
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        // A crash backoff means nothing once stopping (and, past, would be always due).
+        let mut due = self.hold_until.filter(|_| self.stop.is_none());
+        let mut at = |t: Instant| due = Some(due.map_or(t, |d| d.min(t)));
+        for worker in self.workers.values() {
+            match worker.phase {
+                Phase::Stopping { kill_at } => at(kill_at),
+                Phase::Starting { .. } => at(later(worker.started, self.settings.reload_timeout)),
+                Phase::Ready | Phase::Retiring { .. } => {
+                    if let Some(timeout) = self.settings.timeout {
+                        at(later(worker.last_beat, timeout));
+                    }
+                    if let Phase::Retiring { since } = worker.phase {
+                        at(later(since, RETIRE_WITHIN));
+                    }
+                }
+                Phase::Killed => {}
+            }
+        }
+        due
+    }
+
+    /// How the master ended, once it has: stopping, and every worker gone.
+    #[must_use]
+    pub(crate) fn finished(&self) -> Option<Outcome> {
+        let done = self.stop.is_some() && self.workers.is_empty() && self.pending.is_none();
+        done.then_some(if self.killed_at_stop {
+            Outcome::Killed
+        } else {
+            Outcome::Clean
+        })
+    }
+
+    /// Workers wanted.
+    #[must_use]
+    pub(crate) fn target(&self) -> usize {
+        self.target
+    }
+
+    /// The status `taskward status` shows, at `now`.
+    fn status(&self, now: Instant) -> Status {
+        let (began, wall) = self.began;
+        let wall_at = |at: Instant| wall + at.saturating_duration_since(began);
+        Status {
+            master_pid: self.settings.master_pid,
+            started: wall,
+            target: self.target,
+            stopping: self.stop.is_some(),
+            workers: self
+                .workers
+                .values()
+                .map(|w| WorkerStatus {
+                    pid: w.pid,
+                    age: now.saturating_duration_since(w.started),
+                    state: w.phase.name().to_owned(),
+                    requests: w.requests,
+                    since_heartbeat: now.saturating_duration_since(w.last_beat),
+                    status: w.status.clone(),
+                })
+                .collect(),
+            restarts: self
+                .history
+                .iter()
+                .map(|(at, pid, reason)| RestartRecord {
+                    at: wall_at(*at),
+                    pid: *pid,
+                    reason: reason.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    // ------------------------------------------------------------ starting workers
+
+    /// Starts what is missing, one worker at a time: the replacement next in line, then
+    /// regular workers up to the target, unless a crash backoff holds; stops regular
+    /// workers above it.
+    fn reconcile(&mut self, now: Instant) {
+        if self.stop.is_some() || self.pending.is_some() || self.hold_until.is_some_and(|t| now < t)
+        {
+            return;
+        }
+        self.hold_until = None;
+        if self.replacement().is_none() {
+            while let Some((old, reason)) = self.queue.pop_front() {
+                if self.workers.get(&old).is_some_and(|w| w.phase.is_active()) {
+                    self.start(Some((old, reason)));
+                    return;
+                }
+            }
+        }
+        if self.regular() < self.target {
+            self.start(None);
+            return;
+        }
+        while self.regular() > self.target {
+            let Some(oldest) = self.find(|w| w.phase.is_regular()) else {
+                break;
+            };
+            tracing::info!(
+                pid = self.pid(oldest),
+                workers = self.target,
+                "more workers than wanted: stopping the oldest"
+            );
+            self.stop_worker(oldest, Signal::TERM, self.settings.graceful_timeout, now);
+        }
+    }
+
+    fn start(&mut self, replaces: Option<(WorkerId, Reason)>) {
+        let id = WorkerId(self.next_id);
+        self.next_id += 1;
+        self.pending = Some(Pending { id, replaces });
+        self.actions.push(Action::Start { id });
+    }
+
+    fn on_spawned(&mut self, id: WorkerId, pid: u32, max_requests: Option<u64>, now: Instant) {
+        let Some(pending) = self.pending.take_if(|p| p.id == id) else {
+            tracing::warn!(%id, pid, "a worker started that was not asked for");
+            return;
+        };
+        tracing::info!(pid, %id, "worker started");
+        self.workers.insert(
+            id,
+            Worker {
+                pid,
+                started: now,
+                phase: Phase::Starting {
+                    replaces: pending.replaces,
+                },
+                ready_since: None,
+                last_beat: now,
+                triggered: false,
+                requests: 0,
+                max_requests,
+                status: String::new(),
+            },
+        );
+        if let Some((old, reason)) = pending.replaces {
+            tracing::info!(old = self.pid(old), new = pid, %reason, "replacing a worker");
+        }
+    }
+
+    fn on_spawn_failed(&mut self, id: WorkerId, now: Instant) {
+        let Some(pending) = self.pending.take_if(|p| p.id == id) else {
+            return;
+        };
+        self.crashed(now);
+        if let Some((old, reason)) = pending.replaces {
+            // Not even started (the program cannot be executed now): the same as a
+            // replacement that exits before READY, so that the next SIGHUP, or the next
+            // count, tries again.
+            tracing::error!(old = self.pid(old), %reason, "replacement abandoned: the old workers keep serving");
+            self.abandon_replacements();
+        }
+    }
+
+    /// Workers counted against the target (see [`Phase::is_regular`]).
+    fn regular(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|w| w.phase.is_regular())
+            .count()
+    }
+
+    /// The replacement under way: the new worker, and the old one with the reason.
+    fn replacement(&self) -> Option<(WorkerId, WorkerId, Reason)> {
+        self.workers.iter().find_map(|(&new, w)| match w.phase {
+            Phase::Starting {
+                replaces: Some((old, reason)),
+            } => Some((new, old, reason)),
+            _ => None,
+        })
+    }
+
+    /// Queued for replacement, or being replaced: not to be queued again.
+    fn is_replaced(&self, id: WorkerId) -> bool {
+        self.queue.iter().any(|(queued, _)| *queued == id)
+            || self.replacement().is_some_and(|(_, old, _)| old == id)
+    }
+
+    /// Notes a crash at `now` and holds further starts for the backoff it earns.
+    fn crashed(&mut self, now: Instant) {
+        let window = self.backoff.window();
+        while self
+            .crashes
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > window)
+        {
+            self.crashes.pop_front();
+        }
+        let recent = u32::try_from(self.crashes.len()).unwrap_or(u32::MAX);
+        let delay = self.backoff.delay(recent);
+        self.crashes.push_back(now);
+        self.hold_until = Some(later(now, delay));
+        if recent > 0 {
+            tracing::warn!(
+                ?delay,
+                recent_crashes = recent + 1,
+                "workers keep failing: backing off"
+            );
+        }
+    }
+
+    fn remember(&mut self, pid: u32, reason: String, now: Instant) {
+        if self.history.len() == HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back((now, pid, reason));
+    }
+
+    // ------------------------------------------------------------ events
+
+    fn on_exit(&mut self, id: WorkerId, status: io::Result<ExitStatus>, now: Instant) {
+        let Some(worker) = self.workers.remove(&id) else {
+            return;
+        };
+        let how = match status {
+            Ok(status) => describe(status),
+            Err(error) => format!("unknown exit ({error})"),
+        };
+        let pid = worker.pid;
+        if !worker.phase.is_active() {
+            tracing::info!(pid, status = %how, "worker stopped");
+            return;
+        }
+        // The worker being replaced died first: its replacement takes its place now
+        // rather than after READY, or a respawn would make one worker too many.
+        if let Some((new, old, _)) = self.replacement()
+            && old == id
+            && let Some(replacement) = self.workers.get_mut(&new)
+        {
+            replacement.phase = Phase::Starting { replaces: None };
+        }
+        match worker.phase {
+            Phase::Starting { replaces: Some(_) } => {
+                tracing::error!(
+                    pid, status = %how,
+                    "replacement worker exited before it was ready: replacement abandoned, the old workers keep serving"
+                );
+                self.abandon_replacements();
+                self.remember(pid, format!("replacement failed: {how}"), now);
+                self.crashed(now);
+            }
+            _ if self.stop.is_some() => {
+                tracing::info!(pid, status = %how, "worker stopped");
+            }
+            Phase::Retiring { .. } => {
+                // Its replacement already serves in its place: nothing to start, no
+                // backoff.
+                tracing::warn!(pid, status = %how, "retiring worker exited before it was stopped");
+                self.remember(pid, format!("exited while retiring: {how}"), now);
+            }
+            _ => {
+                tracing::error!(pid, status = %how, "worker exited unexpectedly: starting another");
+                self.remember(pid, format!("crashed: {how}"), now);
+                self.crashed(now);
+            }
+        }
+    }
+
+    /// A replacement failed: the old workers stay, and the queued ones are not replaced.
+    fn abandon_replacements(&mut self) {
+        self.queue.clear();
+        // A supervisor told RELOADING=1 must hear that the reload is over, failed or not.
+        if self.told_ready {
+            self.actions.push(Action::Notify(Note::ReloadFailed));
+        }
+    }
+
+    fn on_notified(&mut self, pid: u32, message: Notification, now: Instant) {
+        let Some(id) = self.find(|w| w.pid == pid) else {
+            tracing::warn!(
+                pid,
+                "notify datagram from a process that is not a worker ignored"
+            );
+            return;
+        };
+        let worker = self.workers.get_mut(&id).expect("found above");
+        match message.watchdog {
+            Some(Watchdog::Trigger) => {
+                worker.triggered = true;
+                tracing::warn!(pid, "worker triggered its watchdog");
+            }
+            Some(_) => {
+                worker.last_beat = now;
+                worker.triggered = false;
+            }
+            None if message.ready => worker.last_beat = now,
+            None => {}
+        }
+        if let Some(status) = message.status {
+            worker.status = status;
+        }
+        if let Some(requests) = message.requests {
+            worker.requests = requests;
+        }
+        if message.stopping && worker.phase.is_active() {
+            tracing::info!(pid, "worker says it is stopping");
+        }
+        if message.ready
+            && let Phase::Starting { replaces } = worker.phase
+        {
+            worker.phase = Phase::Ready;
+            worker.ready_since = Some(now);
+            tracing::info!(pid, startup = ?now.saturating_duration_since(worker.started), "worker ready");
+            self.on_ready(replaces, now);
+        }
+        self.check_max_requests(id, now);
+    }
+
+    fn on_ready(&mut self, replaced: Option<(WorkerId, Reason)>, now: Instant) {
+        if let Some((old, reason)) = replaced {
+            match self.workers.get_mut(&old) {
+                // Recycled early (see `early_report_at`): it serves on to its limit.
+                Some(worker)
+                    if reason == Reason::MaxRequests
+                        && worker.phase.is_active()
+                        && worker.max_requests.is_some_and(|l| worker.requests < l) =>
+                {
+                    worker.phase = Phase::Retiring { since: now };
+                    tracing::debug!(
+                        pid = worker.pid,
+                        "replacement ready: the old worker stops at its limit"
+                    );
+                }
+                Some(_) => self.retire(old, reason, now),
+                None => {}
+            }
+        }
+        let ready = self
+            .workers
+            .values()
+            .filter(|w| matches!(w.phase, Phase::Ready | Phase::Retiring { .. }))
+            .count();
+        if !self.told_ready && ready >= self.target {
+            self.told_ready = true;
+            tracing::info!(workers = ready, "all workers ready");
+            self.actions.push(Action::Notify(Note::Ready));
+        } else if self.told_ready && self.replacement().is_none() && self.queue.is_empty() {
+            self.actions.push(Action::Notify(Note::Ready));
+        }
+    }
+
+    /// Queues the replacement of a worker at [`early_report_at`] of its limit, and stops
+    /// one whose replacement is ready at the limit itself.
+    fn check_max_requests(&mut self, id: WorkerId, now: Instant) {
+        let Some(worker) = self.workers.get(&id) else {
+            return;
+        };
+        let Some(limit) = worker.max_requests else {
+            return;
+        };
+        if matches!(worker.phase, Phase::Retiring { .. }) && worker.requests >= limit {
+            self.retire(id, Reason::MaxRequests, now);
+            return;
+        }
+        let due = worker.requests >= early_report_at(limit);
+        if due && worker.phase == Phase::Ready && !self.is_replaced(id) && self.stop.is_none() {
+            tracing::info!(
+                pid = worker.pid,
+                requests = worker.requests,
+                limit,
+                "recycling a worker"
+            );
+            self.queue.push_back((id, Reason::MaxRequests));
+        }
+    }
+
+    /// Gracefully stops a worker whose replacement is ready, and records why.
+    fn retire(&mut self, id: WorkerId, reason: Reason, now: Instant) {
+        // Already stopping (TTOU, a heartbeat timeout, an earlier retire): recorded then.
+        let Some(worker) = self.workers.get(&id).filter(|w| w.phase.is_active()) else {
+            return;
+        };
+        let pid = worker.pid;
+        let reason = match reason {
+            // The count when it stops, not when its replacement was queued.
+            Reason::MaxRequests => {
+                format!("max_requests ({} requests served)", worker.requests)
+            }
+            Reason::Reload => reason.to_string(),
+        };
+        tracing::info!(pid, %reason, "stopping a replaced worker");
+        self.stop_worker(id, Signal::TERM, self.settings.graceful_timeout, now);
+        self.remember(pid, reason, now);
+    }
+
+    fn on_signal(&mut self, signal: Signal, now: Instant) {
+        match signal {
+            Signal::HUP => self.on_reload(now),
+            Signal::TERM => self.begin_stop(Stop::Graceful, now),
+            Signal::INT | Signal::QUIT => self.begin_stop(Stop::Fast, now),
+            Signal::TTIN => self.resize(1),
+            Signal::TTOU => self.resize(-1),
+            other => tracing::debug!(signal = ?other, "signal ignored"),
+        }
+    }
+
+    fn on_reload(&mut self, now: Instant) {
+        if self.stop.is_some() {
+            return;
+        }
+        // A worker retiring beside its ready replacement stops now rather than at its
+        // limit: the reload replaces that replacement in turn.
+        let retiring: Vec<WorkerId> = self.select(|w| matches!(w.phase, Phase::Retiring { .. }));
+        for id in retiring {
+            self.retire(id, Reason::Reload, now);
+        }
+        // Replacements queued or under way for `max_requests` now stand for the reload:
+        // their old worker stops as soon as the replacement is ready, not at its limit.
+        for (_, reason) in &mut self.queue {
+            *reason = Reason::Reload;
+        }
+        if let Some((new, old, _)) = self.replacement()
+            && let Some(worker) = self.workers.get_mut(&new)
+        {
+            worker.phase = Phase::Starting {
+                replaces: Some((old, Reason::Reload)),
+            };
+        }
+        // Every worker running now is replaced, the replacement still starting included
+        // (it may have been started from the code before this deploy): it is queued and
+        // replaced in turn once it is ready.
+        let mut queued = 0;
+        for id in self.select(|w| w.phase.is_active()) {
+            if !self.is_replaced(id) {
+                self.queue.push_back((id, Reason::Reload));
+                queued += 1;
+            }
+        }
+        tracing::info!(workers = queued, "SIGHUP: rolling reload");
+        if self.told_ready {
+            // Before the first READY=1 the supervisor is still waiting for the start.
+            self.actions.push(Action::Notify(Note::Reloading));
+        }
+    }
+
+    fn resize(&mut self, by: isize) {
+        if self.stop.is_some() {
+            return;
+        }
+        self.target = self.target.saturating_add_signed(by).max(1);
+        tracing::info!(workers = self.target, "worker count changed");
+    }
+
+    fn begin_stop(&mut self, how: Stop, now: Instant) {
+        let how = match self.stop {
+            // A second stop signal makes any stop a fast one.
+            Some(_) => Stop::Fast,
+            None => how,
+        };
+        self.stop = Some(how);
+        self.queue.clear();
+        self.hold_until = None;
+        self.actions.push(Action::Notify(Note::Stopping));
+        let (signal, grace) = match how {
+            Stop::Graceful => (Signal::TERM, self.settings.graceful_timeout),
+            Stop::Fast => (Signal::QUIT, FAST_STOP_GRACE),
+        };
+        tracing::info!(?how, workers = self.workers.len(), ?grace, "stopping");
+        let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
+        for id in ids {
+            self.stop_worker(id, signal, grace, now);
+        }
+    }
+
+    /// Sends `signal` and gives the worker `grace` before SIGKILL (sent at once when
+    /// `signal` is SIGKILL). A worker already stopping keeps the earlier deadline and is
+    /// signalled again only to escalate (a graceful stop becoming a fast one, or
+    /// SIGKILL): a second SIGTERM would tell a taskward worker nothing new, and some
+    /// programs read it as "stop now".
+    fn stop_worker(&mut self, id: WorkerId, signal: Signal, grace: Duration, now: Instant) {
+        let Some(worker) = self.workers.get_mut(&id) else {
+            return;
+        };
+        let send = match worker.phase {
+            Phase::Killed => false,
+            _ if signal == Signal::KILL => {
+                worker.phase = Phase::Killed;
+                true
+            }
+            Phase::Stopping { kill_at } => {
+                worker.phase = Phase::Stopping {
+                    kill_at: kill_at.min(later(now, grace)),
+                };
+                signal != Signal::TERM
+            }
+            _ => {
+                worker.phase = Phase::Stopping {
+                    kill_at: later(now, grace),
+                };
+                true
+            }
+        };
+        if send {
+            self.actions.push(Action::Signal { id, signal });
+        }
+    }
+
+    // ------------------------------------------------------------ timers
+
+    fn check_timers(&mut self, now: Instant) {
+        let mut killed = Vec::new();
+        for (&id, worker) in &mut self.workers {
+            match worker.phase {
+                Phase::Stopping { kill_at } if now >= kill_at => {
+                    tracing::warn!(pid = worker.pid, "worker did not stop in time: SIGKILL");
+                    worker.phase = Phase::Killed;
+                    self.actions.push(Action::Signal {
+                        id,
+                        signal: Signal::KILL,
+                    });
+                    if self.stop.is_some() {
+                        self.killed_at_stop = true;
+                    }
+                }
+                Phase::Starting { replaces }
+                    if now >= later(worker.started, self.settings.reload_timeout) =>
+                {
+                    tracing::error!(pid = worker.pid, timeout = ?self.settings.reload_timeout, "worker never became ready: SIGKILL");
+                    killed.push((id, worker.pid, replaces, "never became ready"));
+                }
+                Phase::Ready | Phase::Retiring { .. }
+                    if self.settings.timeout.is_some_and(|timeout| {
+                        worker.triggered || now >= later(worker.last_beat, timeout)
+                    }) =>
+                {
+                    tracing::error!(pid = worker.pid, timeout = ?self.settings.timeout, "worker stopped sending heartbeats: SIGKILL");
+                    killed.push((id, worker.pid, None, "heartbeat timeout"));
+                }
+                _ => {}
+            }
+        }
+        let retiring = self.select(
+            |w| matches!(w.phase, Phase::Retiring { since } if now >= later(since, RETIRE_WITHIN)),
+        );
+        for id in retiring {
+            tracing::info!(pid = self.pid(id), within = ?RETIRE_WITHIN, "worker did not reach its max_requests: stopping it anyway");
+            self.retire(id, Reason::MaxRequests, now);
+        }
+        for (id, pid, replaces, reason) in killed {
+            self.stop_worker(id, Signal::KILL, NEVER, now);
+            if replaces.is_some() {
+                tracing::error!(pid, "replacement abandoned: the old workers keep serving");
+                self.abandon_replacements();
+            }
+            self.remember(pid, reason.to_owned(), now);
+            self.crashed(now);
+        }
+    }
+
+    // ------------------------------------------------------------ lookups
+
+    fn find(&self, wanted: impl Fn(&Worker) -> bool) -> Option<WorkerId> {
+        self.workers
+            .iter()
+            .find(|(_, w)| wanted(w))
+            .map(|(&id, _)| id)
+    }
+
+    fn select(&self, wanted: impl Fn(&Worker) -> bool) -> Vec<WorkerId> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| wanted(w))
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    fn pid(&self, id: WorkerId) -> u32 {
+        self.workers.get(&id).map_or(0, |w| w.pid)
+    }
+}
+
+/// `at + d`, or a moment too far off to matter when that overflows (a configured
+/// duration of `u64::MAX` seconds means "never").
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(NEVER))
+        .unwrap_or(at)
+}
+
+#[cfg(test)]
+mod tests;
