@@ -32,6 +32,13 @@ const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 const RETIRE_WITHIN: Duration = Duration::from_secs(5);
 /// Recent restarts kept for `taskward status`.
 const HISTORY: usize = 32;
+/// A worker that dies before READY, or less than this after it, dies young: its death
+/// earns a crash backoff. One that ran longer (and was killed, say) is replaced at once:
+/// its death says nothing of the next one, and a backoff would only keep capacity down.
+const YOUNG: Duration = Duration::from_secs(10);
+/// The exit code of a program that found its configuration bad (`EX_CONFIG` in
+/// `sysexits.h`): a worker exiting with it before READY would do so again if restarted.
+const EX_CONFIG: i32 = 78;
 
 /// How the master ended, for its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +47,20 @@ pub enum Outcome {
     Clean,
     /// At least one worker had to be killed at the stop deadline.
     Killed,
+    /// A worker found its configuration bad before it was ready (it exited with
+    /// `EX_CONFIG`, 78): the master stopped rather than restart it forever.
+    WorkerConfig(WorkerConfigError),
+}
+
+/// A worker exited with `EX_CONFIG` (78) before it was ready, so the master stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "worker {pid} exited with code 78 (EX_CONFIG) before it was ready: its configuration is \
+     bad (its own message is above); stopped rather than restart it forever"
+)]
+pub struct WorkerConfigError {
+    /// The worker's pid.
+    pub pid: u32,
 }
 
 /// The master's own number for a worker, never reused (a pid can be).
@@ -157,6 +178,11 @@ pub(crate) struct Settings {
     pub(crate) reload_timeout: Duration,
     /// The master's pid, for the status.
     pub(crate) master_pid: u32,
+    /// How long workers keep accepting once told to stop (`TASKWARD_DRAIN_DELAY`).
+    pub(crate) drain_delay: Duration,
+    /// Whether the master bound its listening sockets itself, rather than being passed
+    /// them by its supervisor (systemd): only then are they closed at a stop.
+    pub(crate) own_sockets: bool,
 }
 
 /// Something that happened, for [`Lifecycle::handle`].
@@ -199,6 +225,10 @@ pub(crate) enum Action {
     Notify(Note),
     /// The answer to [`Event::StatusRequest`].
     Reply(Box<Status>),
+    /// Close the master's copies of the listening sockets: stopping, the drain delay is
+    /// over and the workers stop accepting, so new connections must be refused (a
+    /// client can retry a refused connect safely, not a reset request).
+    CloseListeners,
 }
 
 /// What the master tells its own supervisor.
@@ -239,6 +269,11 @@ pub(crate) struct Lifecycle {
     history: VecDeque<(Instant, u32, String)>,
     stop: Option<Stop>,
     killed_at_stop: bool,
+    /// A worker exited with `EX_CONFIG` before READY: why the master stops.
+    bad_config: Option<WorkerConfigError>,
+    /// When the listening sockets are to be closed, once stopping.
+    close_at: Option<Instant>,
+    closed: bool,
     told_ready: bool,
     /// The moment the master began, on both clocks: the status gives wall-clock times.
     began: (Instant, SystemTime),
@@ -263,6 +298,9 @@ impl Lifecycle {
             history: VecDeque::new(),
             stop: None,
             killed_at_stop: false,
+            bad_config: None,
+            close_at: None,
+            closed: false,
             told_ready: false,
             began: (now, wall),
             actions: Vec::new(),
@@ -300,6 +338,9 @@ impl Lifecycle {
         // A crash backoff means nothing once stopping (and, past, would be always due).
         let mut due = self.hold_until.filter(|_| self.stop.is_none());
         let mut at = |t: Instant| due = Some(due.map_or(t, |d| d.min(t)));
+        if let Some(close_at) = self.close_at {
+            at(close_at);
+        }
         for worker in self.workers.values() {
             match worker.phase {
                 Phase::Stopping { kill_at } => at(kill_at),
@@ -322,11 +363,16 @@ impl Lifecycle {
     #[must_use]
     pub(crate) fn finished(&self) -> Option<Outcome> {
         let done = self.stop.is_some() && self.workers.is_empty() && self.pending.is_none();
-        done.then_some(if self.killed_at_stop {
-            Outcome::Killed
-        } else {
-            Outcome::Clean
+        done.then_some(match self.bad_config {
+            Some(error) => Outcome::WorkerConfig(error),
+            None if self.killed_at_stop => Outcome::Killed,
+            None => Outcome::Clean,
         })
+    }
+
+    /// Sets whether the listening sockets are the master's own (see [`Settings`]).
+    pub(crate) fn set_own_sockets(&mut self, own: bool) {
+        self.settings.own_sockets = own;
     }
 
     /// Workers wanted.
@@ -442,7 +488,7 @@ impl Lifecycle {
         let Some(pending) = self.pending.take_if(|p| p.id == id) else {
             return;
         };
-        self.crashed(now);
+        self.crashed(None, now);
         if let Some((old, reason)) = pending.replaces {
             // Not even started (the program cannot be executed now): the same as a
             // replacement that exits before READY, so that the next SIGHUP, or the next
@@ -476,8 +522,15 @@ impl Lifecycle {
             || self.replacement().is_some_and(|(_, old, _)| old == id)
     }
 
-    /// Notes a crash at `now` and holds further starts for the backoff it earns.
-    fn crashed(&mut self, now: Instant) {
+    /// Notes the death of a worker ready since `ready_since` (if ever) at `now`, and
+    /// holds further starts for the backoff it earns if it died [young](YOUNG).
+    fn crashed(&mut self, ready_since: Option<Instant>, now: Instant) {
+        if let Some(ready) = ready_since
+            && now.saturating_duration_since(ready) >= YOUNG
+        {
+            tracing::debug!(served_for = ?now.saturating_duration_since(ready), "not a crash loop: no backoff");
+            return;
+        }
         let window = self.backoff.window();
         while self
             .crashes
@@ -512,6 +565,7 @@ impl Lifecycle {
         let Some(worker) = self.workers.remove(&id) else {
             return;
         };
+        let exit_code = status.as_ref().ok().and_then(ExitStatus::code);
         let how = match status {
             Ok(status) => describe(status),
             Err(error) => format!("unknown exit ({error})"),
@@ -537,7 +591,7 @@ impl Lifecycle {
                 );
                 self.abandon_replacements();
                 self.remember(pid, format!("replacement failed: {how}"), now);
-                self.crashed(now);
+                self.crashed(None, now);
             }
             _ if self.stop.is_some() => {
                 tracing::info!(pid, status = %how, "worker stopped");
@@ -548,10 +602,17 @@ impl Lifecycle {
                 tracing::warn!(pid, status = %how, "retiring worker exited before it was stopped");
                 self.remember(pid, format!("exited while retiring: {how}"), now);
             }
+            Phase::Starting { replaces: None } if exit_code == Some(EX_CONFIG) => {
+                let error = WorkerConfigError { pid };
+                tracing::error!(pid, status = %how, "{error}");
+                self.remember(pid, format!("bad configuration: {how}"), now);
+                self.bad_config = Some(error);
+                self.begin_stop(Stop::Graceful, now);
+            }
             _ => {
                 tracing::error!(pid, status = %how, "worker exited unexpectedly: starting another");
                 self.remember(pid, format!("crashed: {how}"), now);
-                self.crashed(now);
+                self.crashed(worker.ready_since, now);
             }
         }
     }
@@ -751,10 +812,20 @@ impl Lifecycle {
         self.queue.clear();
         self.hold_until = None;
         self.actions.push(Action::Notify(Note::Stopping));
-        let (signal, grace) = match how {
-            Stop::Graceful => (Signal::TERM, self.settings.graceful_timeout),
-            Stop::Fast => (Signal::QUIT, FAST_STOP_GRACE),
+        let (signal, grace, drain) = match how {
+            Stop::Graceful => (
+                Signal::TERM,
+                self.settings.graceful_timeout,
+                self.settings.drain_delay,
+            ),
+            Stop::Fast => (Signal::QUIT, FAST_STOP_GRACE, Duration::ZERO),
         };
+        // Sockets passed in by a supervisor stay open: there, connections queue for the
+        // next start, which is the point of socket activation.
+        if self.settings.own_sockets && !self.closed {
+            let close_at = later(now, drain);
+            self.close_at = Some(self.close_at.map_or(close_at, |t| t.min(close_at)));
+        }
         tracing::info!(?how, workers = self.workers.len(), ?grace, "stopping");
         let ids: Vec<WorkerId> = self.workers.keys().copied().collect();
         for id in ids {
@@ -798,6 +869,11 @@ impl Lifecycle {
     // ------------------------------------------------------------ timers
 
     fn check_timers(&mut self, now: Instant) {
+        if self.close_at.is_some_and(|at| now >= at) {
+            self.close_at = None;
+            self.closed = true;
+            self.actions.push(Action::CloseListeners);
+        }
         let mut killed = Vec::new();
         for (&id, worker) in &mut self.workers {
             match worker.phase {
@@ -816,7 +892,7 @@ impl Lifecycle {
                     if now >= later(worker.started, self.settings.reload_timeout) =>
                 {
                     tracing::error!(pid = worker.pid, timeout = ?self.settings.reload_timeout, "worker never became ready: SIGKILL");
-                    killed.push((id, worker.pid, replaces, "never became ready"));
+                    killed.push((id, worker.pid, replaces, None, "never became ready"));
                 }
                 Phase::Ready | Phase::Retiring { .. }
                     if self.settings.timeout.is_some_and(|timeout| {
@@ -824,7 +900,13 @@ impl Lifecycle {
                     }) =>
                 {
                     tracing::error!(pid = worker.pid, timeout = ?self.settings.timeout, "worker stopped sending heartbeats: SIGKILL");
-                    killed.push((id, worker.pid, None, "heartbeat timeout"));
+                    killed.push((
+                        id,
+                        worker.pid,
+                        None,
+                        worker.ready_since,
+                        "heartbeat timeout",
+                    ));
                 }
                 _ => {}
             }
@@ -836,14 +918,14 @@ impl Lifecycle {
             tracing::info!(pid = self.pid(id), within = ?RETIRE_WITHIN, "worker did not reach its max_requests: stopping it anyway");
             self.retire(id, Reason::MaxRequests, now);
         }
-        for (id, pid, replaces, reason) in killed {
+        for (id, pid, replaces, ready_since, reason) in killed {
             self.stop_worker(id, Signal::KILL, NEVER, now);
             if replaces.is_some() {
                 tracing::error!(pid, "replacement abandoned: the old workers keep serving");
                 self.abandon_replacements();
             }
             self.remember(pid, reason.to_owned(), now);
-            self.crashed(now);
+            self.crashed(ready_since, now);
         }
     }
 

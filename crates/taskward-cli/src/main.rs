@@ -113,6 +113,7 @@ fn main() -> ExitCode {
             match taskward_cli::serve::run(config) {
                 Ok(Outcome::Clean) => ExitCode::from(EXIT_CLEAN),
                 Ok(Outcome::Killed) => ExitCode::from(EXIT_KILLED),
+                Ok(Outcome::WorkerConfig(error)) => fail(&error, EXIT_CONFIG),
                 Err(error) => fail(&error, EXIT_START),
             }
         }

@@ -26,7 +26,7 @@ use crate::lifecycle::{Action, Event, Lifecycle, Note, Settings, WorkerId};
 use crate::notify::{Datagram, NotifySocket, RecvError};
 use crate::worker::{Launch, WorkerProcess};
 
-pub use crate::lifecycle::Outcome;
+pub use crate::lifecycle::{Outcome, WorkerConfigError};
 
 /// How long an I/O source that failed (admin `accept`, notify `recv`) is left alone, so
 /// that a persistent error (no fds left) cannot spin the loop.
@@ -98,6 +98,8 @@ impl Master {
             graceful_timeout: config.graceful_timeout,
             reload_timeout: config.reload_timeout,
             master_pid: std::process::id(),
+            drain_delay: drain_delay(),
+            own_sockets: true,
         };
         Ok(Self {
             program: config.program,
@@ -114,6 +116,16 @@ impl Master {
             scope: Scope::root("master"),
             exits: mpsc::unbounded_channel(),
         })
+    }
+
+    /// Says whether the listening sockets were passed in by the master's own supervisor
+    /// (systemd socket activation) rather than bound by it: those stay open during a
+    /// stop, so that connections queue for the next start; its own are closed once the
+    /// drain delay is over, so that new connections are refused rather than reset.
+    #[must_use]
+    pub fn sockets_passed_in(mut self, passed_in: bool) -> Self {
+        self.lifecycle.set_own_sockets(!passed_in);
+        self
     }
 
     /// Runs until every worker has stopped after SIGTERM (graceful) or SIGINT/SIGQUIT
@@ -201,6 +213,13 @@ impl Master {
                     }
                 }
                 Action::Notify(note) => supervisor(note),
+                Action::CloseListeners => {
+                    tracing::info!(
+                        sockets = self.listeners.len(),
+                        "workers no longer accept: listening sockets closed, new connections are refused"
+                    );
+                    self.listeners.clear();
+                }
                 Action::Reply(status) => {
                     let Some(stream) = reply_to.take() else {
                         continue;
@@ -282,6 +301,17 @@ impl Master {
     fn pause_io(&mut self) {
         self.io_paused_until = Instant::now().checked_add(IO_PAUSE);
     }
+}
+
+/// The drain delay the workers read from the environment they inherit
+/// ([`taskward_http::DRAIN_DELAY_ENV`]), or zero when it is unset or not a number of
+/// seconds (such a value is the workers' error to report).
+fn drain_delay() -> Duration {
+    std::env::var(taskward_http::DRAIN_DELAY_ENV)
+        .ok()
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .unwrap_or(Duration::ZERO)
 }
 
 /// Tells the master's own supervisor (systemd `Type=notify`), if it has one.

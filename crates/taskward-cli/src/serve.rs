@@ -58,6 +58,7 @@ pub enum ServeError {
 pub fn run(config: ServeConfig) -> Result<Outcome, ServeError> {
     check_program(&config.program)?;
     let passed = inherited().map_err(ServeError::Inherit)?;
+    let passed_in = !passed.is_empty();
     // Descriptors this process inherited without close-on-exec (a parent's pipe, say) are
     // not the workers'; the sockets they get are placed at fd 3 on for each of them.
     crate::os::close_on_exec_from(3);
@@ -90,6 +91,7 @@ pub fn run(config: ServeConfig) -> Result<Outcome, ServeError> {
         let admin = admin_socket(&config).map_err(ServeError::Setup)?;
         let master =
             Master::new(config, listeners, dir.path(), admin).map_err(ServeError::Setup)?;
+        let master = master.sockets_passed_in(passed_in);
         master.run().await.map_err(ServeError::Setup)
     })
 }

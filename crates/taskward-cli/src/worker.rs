@@ -137,6 +137,9 @@ impl WorkerProcess {
 pub(crate) fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     if let Some(code) = status.code() {
+        if code == 78 {
+            return "exit code 78 (EX_CONFIG)".to_owned();
+        }
         return format!("exit code {code}");
     }
     let name = match status.signal() {

@@ -26,6 +26,8 @@ fn settings(workers: usize) -> Settings {
         graceful_timeout: Duration::from_secs(30),
         reload_timeout: Duration::from_secs(60),
         master_pid: 1,
+        drain_delay: Duration::ZERO,
+        own_sockets: true,
     }
 }
 
@@ -46,6 +48,8 @@ struct Sim {
     signals: Vec<(u32, Signal)>,
     notes: Vec<Note>,
     reply: Option<Status>,
+    /// When the listening sockets were closed.
+    closed_at: Option<Instant>,
 }
 
 impl Sim {
@@ -67,6 +71,7 @@ impl Sim {
             signals: Vec::new(),
             notes: Vec::new(),
             reply: None,
+            closed_at: None,
         };
         sim.apply(Event::Timer);
         sim
@@ -104,6 +109,10 @@ impl Sim {
                 Action::Signal { id, signal } => self.signals.push((self.pids[&id], signal)),
                 Action::Notify(note) => self.notes.push(note),
                 Action::Reply(status) => self.reply = Some(*status),
+                Action::CloseListeners => {
+                    assert!(self.closed_at.is_none(), "closed twice");
+                    self.closed_at = Some(self.now);
+                }
             }
         }
     }
@@ -593,12 +602,16 @@ fn a_crash_loop_backs_off_doubling() {
         sim.advance(MS);
         assert_ne!(sim.last_started(), pid, "restarted after {delay} ms");
     }
-    // Once the crashes have left the 60 s window, the delay starts over.
-    sim.ready(sim.last_started());
-    sim.advance(Duration::from_secs(61));
-    sim.exit_code(sim.last_started(), 3);
+    // Once the crashes have left the 60 s window, the delay starts over: this one never
+    // says READY and is killed at the reload timeout, 60 s on.
+    let pid = sim.last_started();
+    sim.advance(Duration::from_secs(60));
+    assert_eq!(sim.signals_to(pid), [Signal::KILL]);
+    sim.killed(pid);
     let count = sim.started.len();
-    sim.advance(ms(100));
+    sim.advance(ms(100) - MS);
+    assert_eq!(sim.started.len(), count);
+    sim.advance(MS);
     assert_eq!(
         sim.started.len(),
         count + 1,
@@ -779,4 +792,151 @@ fn the_status_names_each_phase() {
     assert_eq!(states, ["retiring", "stopping", "ready"]);
     assert_eq!(status.workers[2].status, "serving");
     assert_eq!(status.target, 1);
+}
+
+// ------------------------------------------------------------------ young deaths
+
+// Five long-lived workers killed 10 s apart are each replaced at the moment of their
+// death: no crash backoff for workers that had served for minutes.
+#[test]
+fn long_lived_workers_killed_ten_seconds_apart_are_replaced_at_once() {
+    let mut sim = Sim::ready_workers(5);
+    let old = sim.pids_in("ready");
+    sim.advance(Duration::from_secs(300));
+    for (n, pid) in old.into_iter().enumerate() {
+        sim.killed(pid);
+        assert_eq!(
+            sim.started.len(),
+            6 + n,
+            "replaced at once after kill {}",
+            n + 1
+        );
+        assert_eq!(sim.started.last().map(|s| s.1), Some(sim.now));
+        sim.ready_all();
+        sim.advance(Duration::from_secs(10));
+    }
+}
+
+// A worker that dies soon after READY is still a crash loop's: the backoff doubles.
+#[test]
+fn workers_dying_soon_after_ready_back_off() {
+    let mut sim = Sim::ready_workers(1);
+    for delay in [100, 200, 400] {
+        sim.advance(Duration::from_secs(9));
+        let pid = sim.pids_in("ready")[0];
+        sim.killed(pid);
+        sim.advance(Duration::from_millis(delay) - MS);
+        assert_eq!(sim.last_started(), pid, "held for {delay} ms");
+        sim.advance(MS);
+        sim.ready_all();
+    }
+}
+
+// A worker killed at the heartbeat timeout after serving for minutes is replaced at once.
+#[test]
+fn a_long_lived_worker_killed_for_silence_is_replaced_at_once() {
+    let mut sim = Sim::new(Settings {
+        timeout: Some(Duration::from_secs(30)),
+        ..settings(1)
+    });
+    sim.ready_all();
+    let pid = sim.pids_in("ready")[0];
+    for _ in 0..10 {
+        sim.advance(Duration::from_secs(20));
+        sim.notify(pid, "WATCHDOG=1");
+    }
+    sim.advance(Duration::from_secs(30));
+    assert_eq!(sim.signals_to(pid), [Signal::KILL]);
+    sim.killed(pid);
+    assert_eq!(sim.started.len(), 2, "replaced at once");
+}
+
+// ------------------------------------------------------------------ EX_CONFIG
+
+// A worker exiting with EX_CONFIG (78) before READY stops the master (exit code 2 in
+// main) instead of being restarted forever.
+#[test]
+fn a_worker_exiting_with_ex_config_before_ready_stops_the_master() {
+    let mut sim = Sim::new(settings(2));
+    let pids = sim.pids_in("starting");
+    sim.exit_code(pids[0], 78);
+    assert_eq!(
+        sim.signals_to(pids[1]),
+        [Signal::TERM],
+        "the others are stopped"
+    );
+    assert_eq!(
+        sim.reasons(pids[0]),
+        ["bad configuration: exit code 78 (EX_CONFIG)"]
+    );
+    sim.advance(Duration::from_secs(60));
+    assert_eq!(sim.started.len(), 2, "not restarted");
+    sim.exit_code(pids[1], 78);
+    let error = super::WorkerConfigError { pid: pids[0] };
+    assert_eq!(sim.core.finished(), Some(Outcome::WorkerConfig(error)));
+    let message = error.to_string();
+    assert!(!message.contains('\n'), "{message}");
+    assert!(message.contains("EX_CONFIG"), "{message}");
+}
+
+// After READY, 78 is a crash like any other; a replacement exiting with it is abandoned
+// as any failed reload is, the old workers serving on.
+#[test]
+fn ex_config_after_ready_or_from_a_replacement_does_not_stop_the_master() {
+    let mut sim = Sim::ready_workers(2);
+    let pids = sim.pids_in("ready");
+    sim.exit_code(pids[0], 78);
+    sim.advance(SECOND);
+    assert_eq!(sim.started.len(), 3, "restarted");
+    sim.ready_all();
+    sim.signal(Signal::HUP);
+    let new = sim.last_started();
+    sim.exit_code(new, 78);
+    assert_eq!(sim.notes.last(), Some(&Note::ReloadFailed));
+    assert_eq!(sim.pids_in("ready").len(), 2);
+    assert_eq!(sim.core.finished(), None);
+    assert!(!sim.notes.contains(&Note::Stopping));
+}
+
+// ------------------------------------------------------------------ closing the sockets
+
+// The master's own sockets are closed once the drain delay is over (the workers stop
+// accepting then), at once in a fast stop; sockets passed in by systemd never.
+#[test]
+fn a_stop_closes_the_masters_own_sockets_after_the_drain_delay() {
+    let drain = Duration::from_secs(5);
+    let mut sim = Sim::new(Settings {
+        drain_delay: drain,
+        ..settings(1)
+    });
+    sim.ready_all();
+    sim.advance(SECOND);
+    assert_eq!(sim.closed_at, None, "open while serving");
+    sim.signal(Signal::TERM);
+    let stopped = sim.now;
+    sim.advance(drain - MS);
+    assert_eq!(sim.closed_at, None, "open during the drain delay");
+    sim.advance(MS);
+    assert_eq!(sim.closed_at, Some(stopped + drain));
+
+    // A second signal during the drain delay makes the stop fast: closed at once.
+    let mut sim = Sim::new(Settings {
+        drain_delay: drain,
+        ..settings(1)
+    });
+    sim.ready_all();
+    sim.signal(Signal::TERM);
+    sim.advance(SECOND);
+    sim.signal(Signal::INT);
+    assert_eq!(sim.closed_at, Some(sim.now));
+
+    // Passed in by a supervisor: left open for the next start.
+    let mut sim = Sim::new(Settings {
+        own_sockets: false,
+        ..settings(1)
+    });
+    sim.ready_all();
+    sim.signal(Signal::TERM);
+    sim.advance(Duration::from_secs(60));
+    assert_eq!(sim.closed_at, None);
 }
