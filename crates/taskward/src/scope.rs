@@ -474,10 +474,7 @@ impl ScopeInner {
         let entry = self.registry.remove(slot, id, outcome);
         if !outcome.is_clean() {
             if let Some(entry) = entry {
-                if outcome == TaskOutcome::Aborted {
-                    tracing::debug!(task = %entry.name, scope = %self.path, "task aborted");
-                }
-                self.failures.push(TaskReport {
+                let report = TaskReport {
                     id,
                     name: entry.name.to_string(),
                     scope: self.path.clone(),
@@ -486,10 +483,48 @@ impl ScopeInner {
                     outcome,
                     detail,
                     restarts: entry.restarts,
-                });
+                };
+                if outcome == TaskOutcome::Aborted {
+                    // A WARN naming it: an aborted task is work that was cut off.
+                    tracing::warn!(
+                        task = %entry.name,
+                        scope = %self.path,
+                        spawned_at = %entry.spawned_at,
+                        age = ?report.age,
+                        straggler = entry.straggler,
+                        "task aborted"
+                    );
+                }
+                if outcome == TaskOutcome::Aborted && entry.straggler {
+                    self.failures.push_straggler(report);
+                } else {
+                    self.failures.push_failure(report);
+                }
             }
         }
         self.exit();
+    }
+
+    /// Records that an attempt of restartable task `id` failed and it will be started
+    /// again: counted, and listed among the recent failures.
+    pub(crate) fn task_restarted(&self, slot: Slot, id: TaskId, detail: String, restarts: u32) {
+        let Some((name, spawned_at, started)) = self
+            .registry
+            .update(slot, id, |e| (e.name.clone(), e.spawned_at, e.started))
+        else {
+            return;
+        };
+        self.registry.record(slot, TaskOutcome::Restarted);
+        self.failures.push_failure(TaskReport {
+            id,
+            name: name.to_string(),
+            scope: self.path.clone(),
+            spawned_at: spawned_at.to_string(),
+            age: started.elapsed(),
+            outcome: TaskOutcome::Restarted,
+            detail: Some(detail),
+            restarts,
+        });
     }
 
     /// Stores the abort handle of a task just spawned; aborts the task at once if the
@@ -550,9 +585,9 @@ impl ScopeInner {
         out
     }
 
-    /// Aborts every live task of this scope but `exempt`. Returns how many abort requests
-    /// were sent.
-    pub(crate) fn abort_tasks(&self, exempt: Option<TaskId>) -> usize {
+    /// Aborts every live task of this scope but `exempt`; `straggler` when a shutdown
+    /// does it (the report must name them). Returns how many abort requests were sent.
+    pub(crate) fn abort_tasks(&self, exempt: Option<TaskId>, straggler: bool) -> usize {
         // Release: pairs with the Acquire load in `store_abort`.
         self.aborting.store(true, Ordering::Release);
         let mut sent = 0;
@@ -565,6 +600,7 @@ impl ScopeInner {
                 sent += 1;
             }
             entry.state = TaskState::Aborting;
+            entry.straggler = straggler;
         });
         sent
     }
@@ -630,7 +666,7 @@ impl ScopeInner {
             return;
         }
         for scope in &scopes {
-            scope.abort_tasks(None);
+            scope.abort_tasks(None, false);
         }
         tracing::warn!(
             scope = %self.path,
@@ -666,6 +702,9 @@ impl Drop for ScopeInner {
                 // The parent outlives this scope (we hold it), so it can absorb what
                 // this scope learned: its counts, its failures, and hooks that never ran.
                 parent.registry.absorb(&self.registry.ended());
+                if let Some(cause) = self.cause.get() {
+                    parent.failures.push_cause(cause.clone());
+                }
                 self.failures.drain_into(&parent.failures);
                 self.hooks.drain_into(&parent.hooks, &self.path);
                 lock(&parent.children).try_remove(self.key);

@@ -310,7 +310,7 @@ async fn drive(
         phase = Phase::Abort;
         let aborted: usize = scopes
             .iter()
-            .map(|s| s.abort_tasks(exempt.map(|(_, id)| id)))
+            .map(|s| s.abort_tasks(exempt.map(|(_, id)| id), true))
             .sum();
         tracing::warn!(scope = %inner.path, aborted, "grace period over: aborting the remaining tasks");
         let mut live = live_tasks(&scopes, exempt);
@@ -342,27 +342,43 @@ async fn drive(
         counts.add(&scope.registry.ended());
     }
     counts.stuck = stuck.len() as u64;
-    let mut tasks = Vec::new();
-    let mut omitted = 0;
-    // Stuck tasks first: they are what an operator must look at, and the list is capped.
-    tasks.extend(stuck);
+    // The stragglers first, all of them: they are what an operator must look at. Past
+    // failures only get the slots of a bounded window, newest first.
+    let mut tasks = stuck;
     for scope in &scopes {
-        scope.failures.copy_into(&mut tasks, &mut omitted);
+        scope.failures.copy_stragglers(&mut tasks);
     }
-    if tasks.len() > ShutdownReport::MAX_LISTED {
-        omitted += (tasks.len() - ShutdownReport::MAX_LISTED) as u64;
-        tasks.truncate(ShutdownReport::MAX_LISTED);
+    let stragglers = tasks.len();
+    let mut recent = Vec::new();
+    let mut omitted = 0;
+    for scope in &scopes {
+        scope.failures.copy_recent(&mut recent, &mut omitted);
     }
-    let cause = scopes.iter().find_map(|s| s.cause().cloned());
+    // Stable: rows recorded at the same instant keep their order, reversed below.
+    recent.sort_by_key(|(at, _)| *at);
+    recent.reverse();
+    if recent.len() > ShutdownReport::MAX_LISTED {
+        omitted += (recent.len() - ShutdownReport::MAX_LISTED) as u64;
+        recent.truncate(ShutdownReport::MAX_LISTED);
+    }
+    tasks.extend(recent.into_iter().map(|(_, report)| report));
+    let mut escalations = Vec::new();
+    for scope in &scopes {
+        escalations.extend(scope.cause().cloned());
+        scope.failures.copy_causes(&mut escalations);
+    }
+    let cause = escalations.first().cloned();
     let report = ShutdownReport {
         scope: inner.path.clone(),
         phase,
         elapsed: started.elapsed(),
         counts,
         tasks,
+        stragglers,
         omitted,
         hooks,
         cause,
+        escalations,
     };
     if report.is_clean() {
         tracing::info!(scope = %inner.path, elapsed = ?report.elapsed, "shutdown complete: clean");
