@@ -566,6 +566,16 @@ impl ScopeInner {
     /// Closes the whole subtree to new tasks and children, then cancels it. Returns the
     /// subtree, parents first.
     pub(crate) fn close_and_cancel(self: &Arc<Self>) -> Vec<Arc<ScopeInner>> {
+        let out = self.close_subtree();
+        // Closed before cancelled: a task that reacts to cancellation by spawning a
+        // successor is refused rather than slipping in after the walk.
+        self.token.cancel();
+        out
+    }
+
+    /// Closes the whole subtree to new tasks and children, without cancelling it.
+    /// Returns the subtree, parents first.
+    fn close_subtree(self: &Arc<Self>) -> Vec<Arc<ScopeInner>> {
         let mut out = Vec::new();
         let mut stack = vec![self.clone()];
         while let Some(scope) = stack.pop() {
@@ -579,9 +589,6 @@ impl ScopeInner {
             );
             out.push(scope);
         }
-        // Closed before cancelled: a task that reacts to cancellation by spawning a
-        // successor is refused rather than slipping in after the walk.
-        self.token.cancel();
         out
     }
 
@@ -651,8 +658,14 @@ impl ScopeInner {
     }
 
     /// Nobody will shut this scope down any more: abort what it still owns and say so.
+    ///
+    /// The names are collected before anything is cancelled or aborted, so the warning
+    /// names exactly the tasks that were live when the scope was let go, not whichever
+    /// of them had not yet reacted to a cancellation. The tasks are aborted before the
+    /// token is cancelled, for the same reason: each one named is aborted, rather than
+    /// racing its abort to a clean stop.
     pub(crate) fn abandon(self: &Arc<Self>) {
-        let scopes = self.close_and_cancel();
+        let scopes = self.close_subtree();
         let mut names = Vec::new();
         for scope in &scopes {
             scope.registry.for_each_mut(|entry| {
@@ -662,11 +675,14 @@ impl ScopeInner {
                 ));
             });
         }
+        if !names.is_empty() {
+            for scope in &scopes {
+                scope.abort_tasks(None, false);
+            }
+        }
+        self.token.cancel();
         if names.is_empty() {
             return;
-        }
-        for scope in &scopes {
-            scope.abort_tasks(None, false);
         }
         tracing::warn!(
             scope = %self.path,
