@@ -346,6 +346,8 @@ pub(crate) struct ScopeInner {
     /// Set when this scope's tasks are being aborted, so that a spawn racing with the
     /// abort walk aborts its own task.
     aborting: AtomicBool,
+    /// Notified by every task that ends while a shutdown's abort phase waits on it.
+    abort_watch: Mutex<Option<Arc<Notify>>>,
 }
 
 impl ScopeInner {
@@ -374,6 +376,7 @@ impl ScopeInner {
             hooks: HookList::default(),
             shutdown: Mutex::new(ShutdownSlot::default()),
             aborting: AtomicBool::new(false),
+            abort_watch: Mutex::new(None),
         });
         slot.insert(Arc::downgrade(&inner));
         inner
@@ -503,6 +506,12 @@ impl ScopeInner {
             }
         }
         self.exit();
+        // Relaxed: a notification missed here only leaves the abort phase to its timer.
+        if self.aborting.load(Ordering::Relaxed) {
+            if let Some(watch) = lock(&self.abort_watch).as_ref() {
+                watch.notify_one();
+            }
+        }
     }
 
     /// Records that an attempt of restartable task `id` failed and it will be started
@@ -610,6 +619,34 @@ impl ScopeInner {
             entry.straggler = straggler;
         });
         sent
+    }
+
+    /// Starts a shutdown's abort phase on this scope: marks every live task but `exempt`
+    /// as a straggler being aborted, has every task that ends notify `watch`, and returns
+    /// the abort handles for the caller to use, batch by batch.
+    pub(crate) fn begin_abort(
+        &self,
+        exempt: Option<TaskId>,
+        watch: &Arc<Notify>,
+    ) -> Vec<tokio::task::AbortHandle> {
+        *lock(&self.abort_watch) = Some(watch.clone());
+        // Release: pairs with the Acquire load in `store_abort`.
+        self.aborting.store(true, Ordering::Release);
+        let mut handles = Vec::new();
+        self.registry.for_each_mut(|entry| {
+            if Some(entry.id) == exempt {
+                return;
+            }
+            handles.extend(entry.abort.clone());
+            entry.state = TaskState::Aborting;
+            entry.straggler = true;
+        });
+        handles
+    }
+
+    /// Ends a shutdown's abort phase: tasks that end from now on notify nobody.
+    pub(crate) fn end_abort(&self) {
+        lock(&self.abort_watch).take();
     }
 
     /// Shuts the scope down because a task escalated `cause`. The first cause wins.
