@@ -28,6 +28,9 @@ pub(crate) struct TaskEntry {
     pub(crate) abort: Option<AbortHandle>,
     pub(crate) restarts: u32,
     pub(crate) state: TaskState,
+    /// Aborted by a shutdown because it did not stop when asked: a straggler, which its
+    /// report names whatever else the scope has seen.
+    pub(crate) straggler: bool,
 }
 
 /// Where a task's entry lives; handed to the task so that its exit finds it directly.
@@ -114,6 +117,11 @@ impl Registry {
             Some(entry) if entry.id == id => Some(shard.live.remove(slot.key as usize)),
             _ => None,
         }
+    }
+
+    /// Counts one event that is not a task's end (a restart) in `slot`'s shard.
+    pub(crate) fn record(&self, slot: Slot, outcome: TaskOutcome) {
+        self.lock(slot.shard as usize).ended.record(outcome);
     }
 
     /// How the tasks of this registry ended, over its life.

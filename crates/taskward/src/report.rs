@@ -4,11 +4,13 @@
 //! Read [`ShutdownReport`] first. It prints as a table (`Display`) and serializes with
 //! serde for tooling.
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use crate::task::{TaskId, TaskOutcome};
 
@@ -41,21 +43,38 @@ pub struct ShutdownReport {
     pub elapsed: Duration,
     /// How many tasks of the scope's subtree ended each way, over the scope's life.
     pub counts: OutcomeCounts,
-    /// Every task that did not end cleanly: the stuck ones first, then, scope by scope
-    /// (parents first), those that failed, panicked or were aborted, in the order they
-    /// ended; at most [`ShutdownReport::MAX_LISTED`].
+    /// The stragglers, then the recent failures.
+    ///
+    /// First, every task that did not stop when asked, never capped (there are at most as
+    /// many as the tasks that were live): the stuck ones, then, scope by scope (parents
+    /// first), those this shutdown aborted, in the order they ended. Their number is
+    /// [`stragglers`](Self::stragglers).
+    ///
+    /// Then the recent failures of the scope's life, newest first: tasks that failed or
+    /// panicked, were aborted earlier (by their handle, with a dropped child scope, with
+    /// their runtime), and the failed attempts of restarted tasks
+    /// ([`TaskOutcome::Restarted`]); at most [`ShutdownReport::MAX_LISTED`], older ones
+    /// counted in [`omitted`](Self::omitted) only.
     pub tasks: Vec<TaskReport>,
-    /// How many non-clean tasks were left out of `tasks` to bound memory.
+    /// How many of the leading rows of `tasks` are stragglers (stuck, or aborted by this
+    /// shutdown).
+    pub stragglers: usize,
+    /// How many past failures were left out of `tasks` to bound memory.
     pub omitted: u64,
     /// The shutdown hooks, in the order they ran.
     pub hooks: Vec<HookReport>,
-    /// The failure that escalated and shut the scope down, if one did.
+    /// The failure that escalated and shut the scope down, if one did: the first of
+    /// [`escalations`](Self::escalations).
     pub cause: Option<Escalation>,
+    /// One escalation per scope of the subtree that escalated (its first), parents first,
+    /// including child scopes dropped since.
+    pub escalations: Vec<Escalation>,
 }
 
 impl ShutdownReport {
-    /// At most this many non-clean tasks are listed (and kept per scope while it runs);
-    /// the rest are counted in [`omitted`](Self::omitted).
+    /// At most this many past failures are listed (and kept per scope while it runs, the
+    /// most recent); the rest are counted in [`omitted`](Self::omitted). Stragglers are
+    /// never capped.
     pub const MAX_LISTED: usize = 256;
 
     /// True when every task ended cleanly, every hook succeeded and nothing escalated.
@@ -72,6 +91,18 @@ impl ShutdownReport {
     /// The listed tasks that ended with `outcome`.
     pub fn tasks_with(&self, outcome: TaskOutcome) -> impl Iterator<Item = &TaskReport> {
         self.tasks.iter().filter(move |t| t.outcome == outcome)
+    }
+
+    /// Every task that did not stop when asked: stuck, or aborted by this shutdown.
+    #[must_use]
+    pub fn straggler_tasks(&self) -> &[TaskReport] {
+        &self.tasks[..self.stragglers.min(self.tasks.len())]
+    }
+
+    /// The recent failures listed after the stragglers, newest first.
+    #[must_use]
+    pub fn recent_failures(&self) -> &[TaskReport] {
+        &self.tasks[self.stragglers.min(self.tasks.len())..]
     }
 }
 
@@ -104,6 +135,10 @@ pub struct OutcomeCounts {
     pub aborted: u64,
     /// Still running after the abort.
     pub stuck: u64,
+    /// Failed attempts of restartable tasks that were started again (not tasks: a task
+    /// that restarts is counted once more by how it finally ends).
+    #[serde(default)]
+    pub restarted: u64,
 }
 
 impl OutcomeCounts {
@@ -122,6 +157,7 @@ impl OutcomeCounts {
             TaskOutcome::Panicked => self.panicked += 1,
             TaskOutcome::Aborted => self.aborted += 1,
             TaskOutcome::Stuck => self.stuck += 1,
+            TaskOutcome::Restarted => self.restarted += 1,
         }
     }
 
@@ -132,6 +168,7 @@ impl OutcomeCounts {
         self.panicked += other.panicked;
         self.aborted += other.aborted;
         self.stuck += other.stuck;
+        self.restarted += other.restarted;
     }
 }
 
@@ -235,8 +272,13 @@ impl fmt::Display for ShutdownReport {
             "  completed {}  cancelled {}  failed {}  panicked {}  aborted {}  stuck {}",
             c.completed, c.cancelled, c.failed, c.panicked, c.aborted, c.stuck
         )?;
-        if let Some(cause) = &self.cause {
+        for cause in &self.escalations {
             writeln!(f, "  escalated by {cause}")?;
+        }
+        if self.escalations.is_empty() {
+            if let Some(cause) = &self.cause {
+                writeln!(f, "  escalated by {cause}")?;
+            }
         }
         if !self.tasks.is_empty() {
             writeln!(
@@ -258,7 +300,7 @@ impl fmt::Display for ShutdownReport {
             }
         }
         if self.omitted > 0 {
-            writeln!(f, "  ... and {} more not listed", self.omitted)?;
+            writeln!(f, "  ... and {} older failures not listed", self.omitted)?;
         }
         for h in &self.hooks {
             let outcome = match &h.outcome {
@@ -277,54 +319,95 @@ impl fmt::Display for ShutdownReport {
     }
 }
 
-/// The bounded list of a scope's non-clean tasks.
+/// What a scope keeps about its non-clean tasks: every straggler of its shutdown, a
+/// bounded window of its most recent failures, and escalation causes of dropped children.
 #[derive(Debug, Default)]
 pub(crate) struct FailureLog(Mutex<FailureList>);
 
 #[derive(Debug, Default)]
 struct FailureList {
-    tasks: Vec<TaskReport>,
-    omitted: u64,
+    /// Tasks a shutdown aborted: never capped, as there are at most as many as there
+    /// were live tasks.
+    stragglers: Vec<TaskReport>,
+    /// The most recent past failures, oldest first, with the time each was recorded.
+    recent: VecDeque<(Instant, TaskReport)>,
+    /// Failures pushed out of `recent`.
+    evicted: u64,
+    /// Escalation causes of child scopes dropped since, at most `MAX_LISTED`.
+    causes: Vec<Escalation>,
 }
 
 impl FailureLog {
-    pub(crate) fn push(&self, report: TaskReport) {
-        let mut list = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if list.tasks.len() < ShutdownReport::MAX_LISTED {
-            list.tasks.push(report);
-        } else {
-            list.omitted += 1;
+    fn lock(&self) -> MutexGuard<'_, FailureList> {
+        // Nothing panics while this lock is held; poison would carry no information.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a task that a shutdown had to abort.
+    pub(crate) fn push_straggler(&self, report: TaskReport) {
+        self.lock().stragglers.push(report);
+    }
+
+    /// Records a past failure, pushing the oldest one out if the window is full.
+    pub(crate) fn push_failure(&self, report: TaskReport) {
+        self.lock().push_recent(Instant::now(), report);
+    }
+
+    /// Keeps a dropped child's escalation cause.
+    pub(crate) fn push_cause(&self, cause: Escalation) {
+        let mut list = self.lock();
+        if list.causes.len() < ShutdownReport::MAX_LISTED {
+            list.causes.push(cause);
         }
     }
 
-    /// Copies this log into `tasks` / `omitted`.
-    pub(crate) fn copy_into(&self, tasks: &mut Vec<TaskReport>, omitted: &mut u64) {
-        let list = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        tasks.extend(list.tasks.iter().cloned());
-        *omitted += list.omitted;
+    /// Copies the stragglers into `out`.
+    pub(crate) fn copy_stragglers(&self, out: &mut Vec<TaskReport>) {
+        out.extend(self.lock().stragglers.iter().cloned());
+    }
+
+    /// Copies the recent failures (with their time) into `out`, and adds the number of
+    /// evicted ones to `omitted`.
+    pub(crate) fn copy_recent(&self, out: &mut Vec<(Instant, TaskReport)>, omitted: &mut u64) {
+        let list = self.lock();
+        out.extend(list.recent.iter().cloned());
+        *omitted += list.evicted;
+    }
+
+    /// Copies the escalation causes of dropped children into `out`.
+    pub(crate) fn copy_causes(&self, out: &mut Vec<Escalation>) {
+        out.extend(self.lock().causes.iter().cloned());
     }
 
     /// Moves this log's entries into `parent` (a child scope folding into its parent).
+    /// The child's stragglers belong to a shutdown that is over: they become past
+    /// failures of the parent.
     pub(crate) fn drain_into(&self, parent: &Self) {
-        let mut list = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let omitted = std::mem::take(&mut list.omitted);
-        for report in list.tasks.drain(..) {
-            parent.push(report);
+        let mine = std::mem::take(&mut *self.lock());
+        let mut theirs = parent.lock();
+        let now = Instant::now();
+        let mut entries: Vec<_> = mine.recent.into_iter().collect();
+        entries.extend(mine.stragglers.into_iter().map(|r| (now, r)));
+        entries.sort_by_key(|(at, _)| *at);
+        for (at, report) in entries {
+            theirs.push_recent(at, report);
         }
-        parent
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .omitted += omitted;
+        theirs.evicted += mine.evicted;
+        for cause in mine.causes {
+            if theirs.causes.len() < ShutdownReport::MAX_LISTED {
+                theirs.causes.push(cause);
+            }
+        }
+    }
+}
+
+impl FailureList {
+    fn push_recent(&mut self, at: Instant, report: TaskReport) {
+        if self.recent.len() >= ShutdownReport::MAX_LISTED {
+            self.recent.pop_front();
+            self.evicted += 1;
+        }
+        self.recent.push_back((at, report));
     }
 }
 

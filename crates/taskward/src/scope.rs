@@ -346,6 +346,8 @@ pub(crate) struct ScopeInner {
     /// Set when this scope's tasks are being aborted, so that a spawn racing with the
     /// abort walk aborts its own task.
     aborting: AtomicBool,
+    /// Notified by every task that ends while a shutdown's abort phase waits on it.
+    abort_watch: Mutex<Option<Arc<Notify>>>,
 }
 
 impl ScopeInner {
@@ -374,6 +376,7 @@ impl ScopeInner {
             hooks: HookList::default(),
             shutdown: Mutex::new(ShutdownSlot::default()),
             aborting: AtomicBool::new(false),
+            abort_watch: Mutex::new(None),
         });
         slot.insert(Arc::downgrade(&inner));
         inner
@@ -474,10 +477,7 @@ impl ScopeInner {
         let entry = self.registry.remove(slot, id, outcome);
         if !outcome.is_clean() {
             if let Some(entry) = entry {
-                if outcome == TaskOutcome::Aborted {
-                    tracing::debug!(task = %entry.name, scope = %self.path, "task aborted");
-                }
-                self.failures.push(TaskReport {
+                let report = TaskReport {
                     id,
                     name: entry.name.to_string(),
                     scope: self.path.clone(),
@@ -486,10 +486,54 @@ impl ScopeInner {
                     outcome,
                     detail,
                     restarts: entry.restarts,
-                });
+                };
+                if outcome == TaskOutcome::Aborted {
+                    // A WARN naming it: an aborted task is work that was cut off.
+                    tracing::warn!(
+                        task = %entry.name,
+                        scope = %self.path,
+                        spawned_at = %entry.spawned_at,
+                        age = ?report.age,
+                        straggler = entry.straggler,
+                        "task aborted"
+                    );
+                }
+                if outcome == TaskOutcome::Aborted && entry.straggler {
+                    self.failures.push_straggler(report);
+                } else {
+                    self.failures.push_failure(report);
+                }
             }
         }
         self.exit();
+        // Relaxed: a notification missed here only leaves the abort phase to its timer.
+        if self.aborting.load(Ordering::Relaxed) {
+            if let Some(watch) = lock(&self.abort_watch).as_ref() {
+                watch.notify_one();
+            }
+        }
+    }
+
+    /// Records that an attempt of restartable task `id` failed and it will be started
+    /// again: counted, and listed among the recent failures.
+    pub(crate) fn task_restarted(&self, slot: Slot, id: TaskId, detail: String, restarts: u32) {
+        let Some((name, spawned_at, started)) = self
+            .registry
+            .update(slot, id, |e| (e.name.clone(), e.spawned_at, e.started))
+        else {
+            return;
+        };
+        self.registry.record(slot, TaskOutcome::Restarted);
+        self.failures.push_failure(TaskReport {
+            id,
+            name: name.to_string(),
+            scope: self.path.clone(),
+            spawned_at: spawned_at.to_string(),
+            age: started.elapsed(),
+            outcome: TaskOutcome::Restarted,
+            detail: Some(detail),
+            restarts,
+        });
     }
 
     /// Stores the abort handle of a task just spawned; aborts the task at once if the
@@ -531,6 +575,16 @@ impl ScopeInner {
     /// Closes the whole subtree to new tasks and children, then cancels it. Returns the
     /// subtree, parents first.
     pub(crate) fn close_and_cancel(self: &Arc<Self>) -> Vec<Arc<ScopeInner>> {
+        let out = self.close_subtree();
+        // Closed before cancelled: a task that reacts to cancellation by spawning a
+        // successor is refused rather than slipping in after the walk.
+        self.token.cancel();
+        out
+    }
+
+    /// Closes the whole subtree to new tasks and children, without cancelling it.
+    /// Returns the subtree, parents first.
+    fn close_subtree(self: &Arc<Self>) -> Vec<Arc<ScopeInner>> {
         let mut out = Vec::new();
         let mut stack = vec![self.clone()];
         while let Some(scope) = stack.pop() {
@@ -544,15 +598,12 @@ impl ScopeInner {
             );
             out.push(scope);
         }
-        // Closed before cancelled: a task that reacts to cancellation by spawning a
-        // successor is refused rather than slipping in after the walk.
-        self.token.cancel();
         out
     }
 
-    /// Aborts every live task of this scope but `exempt`. Returns how many abort requests
-    /// were sent.
-    pub(crate) fn abort_tasks(&self, exempt: Option<TaskId>) -> usize {
+    /// Aborts every live task of this scope but `exempt`; `straggler` when a shutdown
+    /// does it (the report must name them). Returns how many abort requests were sent.
+    pub(crate) fn abort_tasks(&self, exempt: Option<TaskId>, straggler: bool) -> usize {
         // Release: pairs with the Acquire load in `store_abort`.
         self.aborting.store(true, Ordering::Release);
         let mut sent = 0;
@@ -565,8 +616,37 @@ impl ScopeInner {
                 sent += 1;
             }
             entry.state = TaskState::Aborting;
+            entry.straggler = straggler;
         });
         sent
+    }
+
+    /// Starts a shutdown's abort phase on this scope: marks every live task but `exempt`
+    /// as a straggler being aborted, has every task that ends notify `watch`, and returns
+    /// the abort handles for the caller to use, batch by batch.
+    pub(crate) fn begin_abort(
+        &self,
+        exempt: Option<TaskId>,
+        watch: &Arc<Notify>,
+    ) -> Vec<tokio::task::AbortHandle> {
+        *lock(&self.abort_watch) = Some(watch.clone());
+        // Release: pairs with the Acquire load in `store_abort`.
+        self.aborting.store(true, Ordering::Release);
+        let mut handles = Vec::new();
+        self.registry.for_each_mut(|entry| {
+            if Some(entry.id) == exempt {
+                return;
+            }
+            handles.extend(entry.abort.clone());
+            entry.state = TaskState::Aborting;
+            entry.straggler = true;
+        });
+        handles
+    }
+
+    /// Ends a shutdown's abort phase: tasks that end from now on notify nobody.
+    pub(crate) fn end_abort(&self) {
+        lock(&self.abort_watch).take();
     }
 
     /// Shuts the scope down because a task escalated `cause`. The first cause wins.
@@ -615,8 +695,14 @@ impl ScopeInner {
     }
 
     /// Nobody will shut this scope down any more: abort what it still owns and say so.
+    ///
+    /// The names are collected before anything is cancelled or aborted, so the warning
+    /// names exactly the tasks that were live when the scope was let go, not whichever
+    /// of them had not yet reacted to a cancellation. The tasks are aborted before the
+    /// token is cancelled, for the same reason: each one named is aborted, rather than
+    /// racing its abort to a clean stop.
     pub(crate) fn abandon(self: &Arc<Self>) {
-        let scopes = self.close_and_cancel();
+        let scopes = self.close_subtree();
         let mut names = Vec::new();
         for scope in &scopes {
             scope.registry.for_each_mut(|entry| {
@@ -626,11 +712,14 @@ impl ScopeInner {
                 ));
             });
         }
+        if !names.is_empty() {
+            for scope in &scopes {
+                scope.abort_tasks(None, false);
+            }
+        }
+        self.token.cancel();
         if names.is_empty() {
             return;
-        }
-        for scope in &scopes {
-            scope.abort_tasks(None);
         }
         tracing::warn!(
             scope = %self.path,
@@ -666,6 +755,9 @@ impl Drop for ScopeInner {
                 // The parent outlives this scope (we hold it), so it can absorb what
                 // this scope learned: its counts, its failures, and hooks that never ran.
                 parent.registry.absorb(&self.registry.ended());
+                if let Some(cause) = self.cause.get() {
+                    parent.failures.push_cause(cause.clone());
+                }
                 self.failures.drain_into(&parent.failures);
                 self.hooks.drain_into(&parent.hooks, &self.path);
                 lock(&parent.children).try_remove(self.key);

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared, WeakShared};
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -28,18 +29,28 @@ use crate::task::{TaskId, TaskOutcome, TaskState};
 /// 1. **signal**: the subtree is closed to new tasks and cancelled, at `t0`;
 /// 2. **grace**: wait for every task to end, until `t0 + deadline - hook_reserve` (by
 ///    default, a quarter of the deadline is kept for hooks when the subtree has any);
-/// 3. **abort**: abort what is left and wait for the aborts to land: `abort_wait`, renewed
-///    while tasks are still ending (a scope of 100,000 tasks takes a while to drop them
-///    all), at most [`ShutdownPolicy::ABORT_ROUNDS`] times;
-/// 4. **stuck**: whatever still runs (it blocks its thread) is reported stuck;
+/// 3. **abort**: abort what is left and wait for the aborts to land, until every task
+///    ended, until none ended for a whole `abort_wait`, or until
+///    [`ShutdownPolicy::ABORT_ROUNDS`] `× abort_wait` after the abort began, whichever
+///    comes first. The aborts are sent in batches, one task first, a batch growing while
+///    its drops are quick (a scope of 100,000 tasks gets through in a few dozen batches),
+///    so that tasks whose `Drop` blocks never queue more than a batch of drops ahead of
+///    the shutdown; those not sent by then are sent, paced the same way, after the
+///    report;
+/// 4. **stuck**: whatever still runs (it blocks its thread, or its drop does) is reported
+///    stuck;
 /// 5. **hooks** run, each bounded by `t0 + deadline`.
 ///
-/// So a shutdown returns by `t0 + deadline + ABORT_ROUNDS * abort_wait` (plus one poll of
-/// each hook whose turn comes after the deadline); when only blocked tasks are left, by
-/// `t0 + deadline + abort_wait`. That holds even when a task never yields, as long as the
-/// shutdown itself can run: on a multi-thread runtime with a worker that is not blocked.
-/// On a current-thread runtime, a task that blocks the thread blocks everything. A zero
-/// deadline is valid: it means "abort now".
+/// So a shutdown returns by `t0 + deadline + ABORT_ROUNDS * abort_wait` (with the
+/// defaults, one second past the deadline; plus one poll of each hook whose turn comes
+/// after the deadline), whatever the tasks' drops do, give or take the one drop that is
+/// running when that time comes: a runtime cannot interrupt a drop, and on a
+/// current-thread runtime the drops run on the thread that drives the shutdown. When only
+/// blocked tasks are left, it returns by `t0 + deadline + abort_wait`. That holds even
+/// when a task never yields, as long as the shutdown itself can run: on a multi-thread
+/// runtime with a worker that is not blocked, or from `block_on`. On a current-thread
+/// runtime, a task that blocks the thread blocks everything. A zero deadline is valid: it
+/// means "abort now".
 ///
 /// # Examples
 ///
@@ -66,10 +77,11 @@ impl ShutdownPolicy {
     /// The deadline of the shutdown a task's escalation starts.
     pub const ESCALATION_DEADLINE: Duration = Duration::from_secs(30);
 
-    /// How many times the abort wait is renewed while aborted tasks are still ending.
+    /// The abort phase lasts at most this many abort waits: the margin past the deadline.
     pub const ABORT_ROUNDS: u32 = 10;
 
-    /// A shutdown that ends within `deadline`, plus the abort wait (see the timeline).
+    /// A shutdown that ends within `deadline`, plus at most `ABORT_ROUNDS` abort waits
+    /// (see the timeline).
     /// `Duration::MAX` means no deadline.
     #[must_use]
     pub fn new(deadline: Duration) -> Self {
@@ -80,8 +92,8 @@ impl ShutdownPolicy {
         }
     }
 
-    /// How long to wait for aborted tasks to end before reporting them stuck; renewed
-    /// while they are still ending.
+    /// How long to wait, with no aborted task ending, before reporting the rest stuck;
+    /// the abort phase lasts at most `ABORT_ROUNDS` times this.
     #[must_use]
     pub fn abort_wait(mut self, wait: Duration) -> Self {
         self.abort_wait = wait;
@@ -162,6 +174,9 @@ pub(crate) struct ShutdownSlot {
     skip: CancellationToken,
     /// The first finished shutdown's report.
     report: Option<ShutdownReport>,
+    /// The aborts the abort phase had no time to send, for the runner task to send once
+    /// the report is out.
+    left: Vec<AbortHandle>,
 }
 
 fn slot(inner: &ScopeInner) -> std::sync::MutexGuard<'_, ShutdownSlot> {
@@ -215,7 +230,8 @@ pub(crate) fn start(
             skip.cancel();
         }
         let caller = calling_task_within(inner);
-        let future = drive(inner.clone(), policy, started, skip.clone(), caller)
+        let reaper = tokio::runtime::Handle::try_current().is_ok();
+        let future = drive(inner.clone(), policy, started, skip.clone(), caller, reaper)
             .boxed()
             .shared();
         slot.running = future.downgrade();
@@ -226,7 +242,13 @@ pub(crate) fn start(
     inner.close_and_cancel();
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         // Driven by a task of its own too: it finishes even if every caller stops polling.
-        runtime.spawn(future.clone().map(drop));
+        // After the report, it sends the aborts the abort phase had no time for.
+        let scope = inner.clone();
+        let abort_wait = policy.abort_wait;
+        runtime.spawn(future.clone().then(move |_| {
+            let left = std::mem::take(&mut slot(&scope).left);
+            crate::abort::reap(left, abort_wait)
+        }));
     }
     ShutdownFuture {
         inner: future,
@@ -277,6 +299,7 @@ async fn drive(
     started: Instant,
     skip: CancellationToken,
     caller: Option<(Arc<ScopeInner>, TaskId)>,
+    reaper: bool,
 ) -> ShutdownReport {
     let scopes = inner.subtree();
     // `Duration::MAX` is "no deadline": a far future, as tokio's own timers do it.
@@ -308,27 +331,13 @@ async fn drive(
     };
     if !ended_in_grace {
         phase = Phase::Abort;
-        let aborted: usize = scopes
-            .iter()
-            .map(|s| s.abort_tasks(exempt.map(|(_, id)| id)))
-            .sum();
-        tracing::warn!(scope = %inner.path, aborted, "grace period over: aborting the remaining tasks");
-        let mut live = live_tasks(&scopes, exempt);
-        for _ in 0..ShutdownPolicy::ABORT_ROUNDS {
-            if tokio::time::timeout(policy.abort_wait, &mut all_ended)
-                .await
-                .is_ok()
-            {
-                break;
-            }
-            // Still ending: an abort lands when the task is next scheduled, and a
-            // runtime takes a while to get through a large scope. No progress in a whole
-            // round means what is left blocks its thread.
-            let now_live = live_tasks(&scopes, exempt);
-            if now_live == live {
-                break;
-            }
-            live = now_live;
+        tracing::warn!(scope = %inner.path, live = live_tasks(&scopes, exempt), "grace period over: aborting the remaining tasks");
+        let left = crate::abort::run(&scopes, exempt, policy.abort_wait).await;
+        if reaper {
+            self::slot(&inner).left = left;
+        } else {
+            // Nobody will send them later: now, at the cost of delaying this report.
+            left.iter().for_each(AbortHandle::abort);
         }
         if live_tasks(&scopes, exempt) > 0 {
             phase = Phase::Stuck;
@@ -342,27 +351,43 @@ async fn drive(
         counts.add(&scope.registry.ended());
     }
     counts.stuck = stuck.len() as u64;
-    let mut tasks = Vec::new();
-    let mut omitted = 0;
-    // Stuck tasks first: they are what an operator must look at, and the list is capped.
-    tasks.extend(stuck);
+    // The stragglers first, all of them: they are what an operator must look at. Past
+    // failures only get the slots of a bounded window, newest first.
+    let mut tasks = stuck;
     for scope in &scopes {
-        scope.failures.copy_into(&mut tasks, &mut omitted);
+        scope.failures.copy_stragglers(&mut tasks);
     }
-    if tasks.len() > ShutdownReport::MAX_LISTED {
-        omitted += (tasks.len() - ShutdownReport::MAX_LISTED) as u64;
-        tasks.truncate(ShutdownReport::MAX_LISTED);
+    let stragglers = tasks.len();
+    let mut recent = Vec::new();
+    let mut omitted = 0;
+    for scope in &scopes {
+        scope.failures.copy_recent(&mut recent, &mut omitted);
     }
-    let cause = scopes.iter().find_map(|s| s.cause().cloned());
+    // Stable: rows recorded at the same instant keep their order, reversed below.
+    recent.sort_by_key(|(at, _)| *at);
+    recent.reverse();
+    if recent.len() > ShutdownReport::MAX_LISTED {
+        omitted += (recent.len() - ShutdownReport::MAX_LISTED) as u64;
+        recent.truncate(ShutdownReport::MAX_LISTED);
+    }
+    tasks.extend(recent.into_iter().map(|(_, report)| report));
+    let mut escalations = Vec::new();
+    for scope in &scopes {
+        escalations.extend(scope.cause().cloned());
+        scope.failures.copy_causes(&mut escalations);
+    }
+    let cause = escalations.first().cloned();
     let report = ShutdownReport {
         scope: inner.path.clone(),
         phase,
         elapsed: started.elapsed(),
         counts,
         tasks,
+        stragglers,
         omitted,
         hooks,
         cause,
+        escalations,
     };
     if report.is_clean() {
         tracing::info!(scope = %inner.path, elapsed = ?report.elapsed, "shutdown complete: clean");
@@ -395,7 +420,7 @@ async fn drive(
 }
 
 /// Roughly thirty years: "no deadline" without overflowing an `Instant`.
-const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+pub(crate) const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// A task left out of a shutdown's counts: the caller, when it is a task of the subtree.
 type Exempt<'a> = Option<(&'a ScopeInner, TaskId)>;
@@ -405,7 +430,7 @@ fn exempt_in(scope: &ScopeInner, exempt: Exempt<'_>) -> Option<TaskId> {
     exempt.and_then(|(s, id)| std::ptr::eq(s, scope).then_some(id))
 }
 
-fn live_tasks(scopes: &[Arc<ScopeInner>], exempt: Exempt<'_>) -> usize {
+pub(crate) fn live_tasks(scopes: &[Arc<ScopeInner>], exempt: Exempt<'_>) -> usize {
     scopes
         .iter()
         .map(|s| s.live_except(exempt_in(s, exempt)))

@@ -219,6 +219,7 @@ where
         abort: None,
         restarts: 0,
         state: TaskState::Running,
+        straggler: false,
     });
     // The guard is the task-local value: the context `taskward::spawn` and
     // `TaskContext::current` read, and the task's only reference to its scope.

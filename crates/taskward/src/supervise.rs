@@ -62,6 +62,17 @@ impl TaskGuard {
         self.finish(failure.outcome(), Some(failure.detail().to_owned()));
     }
 
+    /// Records a failed attempt that will be started again, for the report.
+    fn restarted(&self, failure: &Failure, restarts: u32) {
+        let detail = match failure {
+            Failure::Error(error) => format!("failed: {error}"),
+            Failure::Panic(panic) => format!("panicked: {panic}"),
+        };
+        self.ctx
+            .scope()
+            .task_restarted(self.slot, self.ctx.id(), detail, restarts);
+    }
+
     fn set_state(&self, state: TaskState, restarts: u32) {
         self.ctx
             .scope()
@@ -173,6 +184,7 @@ where
                 let count = restarts.total();
                 CURRENT.with(|guard| {
                     log_failure(guard, &failure);
+                    guard.restarted(&failure, count);
                     guard.set_state(TaskState::Restarting, count);
                 });
                 tracing::info!(restarts = count, delay = ?delay, "restarting task after backoff");

@@ -117,8 +117,13 @@ pub enum TaskOutcome {
     /// Was aborted: it did not stop within the grace period, or its scope was dropped
     /// without a shutdown.
     Aborted,
-    /// Did not end even after the abort: it blocks the thread it runs on.
+    /// Did not end even after the abort: it blocks the thread it runs on, or its drop
+    /// does.
     Stuck,
+    /// Not an end: an attempt of a restartable task failed, and the task was started
+    /// again. Listed among a report's recent failures (one row per restart) and counted
+    /// in [`OutcomeCounts::restarted`](crate::OutcomeCounts::restarted).
+    Restarted,
 }
 
 impl TaskOutcome {
@@ -138,6 +143,7 @@ impl fmt::Display for TaskOutcome {
             Self::Panicked => "panicked",
             Self::Aborted => "aborted",
             Self::Stuck => "stuck",
+            Self::Restarted => "restarted",
         })
     }
 }

@@ -89,6 +89,46 @@ fn dropping_a_scope_aborts_its_tasks_with_one_warning() {
     );
 }
 
+// Asserts: the drop warning names every task live when the scope was dropped, even one
+// that would stop by itself as soon as it is cancelled: the names are collected before
+// anything is cancelled. The cooperative task spins on another worker watching for the
+// cancellation and ends as soon as it sees it. The scope's token has many child tokens,
+// so the dropping thread, after marking the token cancelled, spends a while waking
+// their (absent) waiters: with the names collected after the cancellation, the task had
+// always ended by then and was missing from the warning.
+#[test]
+fn drop_warning_names_tasks_live_at_the_drop() {
+    const ROUNDS: usize = 5;
+    const CHILD_TOKENS: usize = 20_000;
+    let (logs, _guard) = Logs::capture();
+    Harness::multi_thread(2).run(|_test| async move {
+        for round in 0..ROUNDS {
+            let scope = Scope::root(format!("race-{round}"));
+            let children: Vec<_> = (0..CHILD_TOKENS).map(|_| scope.token()).collect();
+            let entered = std::sync::Arc::new(tokio::sync::Notify::new());
+            let seen = entered.clone();
+            scope
+                .task("cooperative")
+                .spawn_with(|ctx| async move {
+                    seen.notify_one();
+                    while !ctx.is_cancelled() {
+                        std::hint::spin_loop();
+                    }
+                })
+                .expect("open");
+            entered.notified().await;
+            drop(scope);
+            assert!(children.iter().all(|t| t.is_cancelled()));
+        }
+    });
+    let warnings = logs.lines_with("scope dropped without shutdown");
+    let named = warnings
+        .iter()
+        .filter(|w| w.contains("cooperative (race-"))
+        .count();
+    assert_eq!(named, ROUNDS, "{}", logs.text());
+}
+
 // Asserts: dropping a scope whose tasks all finished logs nothing.
 #[test]
 fn dropping_an_idle_scope_is_silent() {

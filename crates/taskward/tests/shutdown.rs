@@ -333,3 +333,83 @@ fn runtime_drop_counts_tasks_as_aborted() {
     assert_eq!(report.counts.aborted, 1);
     assert_eq!(report.tasks[0].name, "idle");
 }
+
+/// Sleeps on its thread when dropped, as a value whose `Drop` flushes synchronously.
+struct BlockingDrop(Duration);
+
+impl Drop for BlockingDrop {
+    fn drop(&mut self) {
+        std::thread::sleep(self.0);
+    }
+}
+
+/// Spawns `tasks` tasks that ignore cancellation and hold a [`BlockingDrop`] of `each`,
+/// shuts them down, and checks that the shutdown returned by its deadline plus the
+/// documented margin however long dropping them all takes.
+fn shutdown_is_bounded_under_blocking_drops(harness: Harness, threads: u32) {
+    const TASKS: u32 = 100;
+    const EACH: Duration = Duration::from_millis(30);
+    let deadline = Duration::from_millis(100);
+    let abort_wait = Duration::from_millis(10);
+    harness.run(|app| async move {
+        for n in 0..TASKS {
+            let held = BlockingDrop(EACH);
+            app.spawn(format!("holder-{n}"), async move {
+                let _held = held;
+                std::future::pending::<()>().await;
+            })
+            .expect("open");
+        }
+        let policy = ShutdownPolicy::new(deadline).abort_wait(abort_wait);
+        let started = std::time::Instant::now();
+        let report = app.shutdown_with(policy).await;
+        let elapsed = started.elapsed();
+
+        // The documented bound: the deadline, plus ABORT_ROUNDS abort waits, plus on a
+        // current-thread runtime the drop that was running.
+        let bound = deadline + abort_wait * ShutdownPolicy::ABORT_ROUNDS + EACH;
+        // Dropping every task takes this long on the runtime's threads; a shutdown that
+        // waits for the drops cannot return before it. The test only asks that the
+        // shutdown return well before that: halfway between the bound and it, generous
+        // for a loaded machine, and still red when the drops are waited for.
+        let all_drops = EACH * TASKS / threads;
+        let patience = bound + (all_drops - bound) / 2;
+        assert!(
+            elapsed < patience,
+            "shutdown took {elapsed:?}: over {patience:?} (bound {bound:?}, all drops \
+             {all_drops:?})\n{report}"
+        );
+        assert!(
+            report.counts.stuck > 0,
+            "some tasks were still dropping: {report}"
+        );
+        assert_eq!(report.phase, Phase::Stuck);
+        assert_eq!(
+            report.counts.aborted + report.counts.stuck,
+            u64::from(TASKS),
+            "{report}"
+        );
+        assert_eq!(
+            report.straggler_tasks().len(),
+            TASKS as usize,
+            "every straggler named"
+        );
+        // The rest finish dropping after the report; let them, so nothing is left.
+        app.wait().await;
+    });
+}
+
+// Asserts: on a current-thread runtime, where the drops run on the very thread that
+// drives the shutdown, 100 tasks whose drops block 30 ms each do not hold the shutdown
+// past its deadline plus the margin (before: it returned after all 3 s of drops).
+#[test]
+fn blocking_drops_do_not_hold_shutdown_current_thread() {
+    shutdown_is_bounded_under_blocking_drops(Harness::current_thread(), 1);
+}
+
+// Asserts: the same on a multi-thread runtime with 2 workers, where the drops keep both
+// workers busy (before: the abort wait's timer was not seen until the drops were done).
+#[test]
+fn blocking_drops_do_not_hold_shutdown_multi_thread() {
+    shutdown_is_bounded_under_blocking_drops(Harness::multi_thread(2), 2);
+}
