@@ -19,12 +19,12 @@ use rustix::net::{
     SocketAddrUnix, SocketFlags, SocketType,
 };
 use rustix::process::Pid;
+use taskward_http::protocol::notify as field;
 use tokio::io::Interest;
 
-/// The largest notification accepted, in bytes: far more than any real notification
-/// needs. A longer datagram is refused with [`NotifyError::TooLong`], never parsed cut
-/// short.
-pub const MAX_DATAGRAM: usize = 4096;
+/// The largest notification accepted, in bytes (the protocol's): a longer datagram is
+/// refused with [`NotifyError::TooLong`], never parsed cut short.
+pub use taskward_http::protocol::MAX_DATAGRAM;
 
 /// How much of a bad line or value an error quotes, in bytes.
 const EXCERPT: usize = 64;
@@ -377,32 +377,34 @@ impl Notification {
             value: excerpt(value),
         };
         match key {
-            "READY" => self.ready = flag(value).ok_or_else(|| invalid("READY", "1"))?,
-            "STOPPING" => self.stopping = flag(value).ok_or_else(|| invalid("STOPPING", "1"))?,
-            "RELOADING" => {
-                self.reloading = flag(value).ok_or_else(|| invalid("RELOADING", "1"))?;
+            field::READY => self.ready = flag(value).ok_or_else(|| invalid(field::READY, "1"))?,
+            field::STOPPING => {
+                self.stopping = flag(value).ok_or_else(|| invalid(field::STOPPING, "1"))?;
             }
-            "WATCHDOG" => {
+            field::RELOADING => {
+                self.reloading = flag(value).ok_or_else(|| invalid(field::RELOADING, "1"))?;
+            }
+            field::WATCHDOG => {
                 self.watchdog = Some(match value {
                     "1" => Watchdog::Ping,
-                    "trigger" => Watchdog::Trigger,
-                    _ => return Err(invalid("WATCHDOG", "1 or trigger")),
+                    field::WATCHDOG_TRIGGER => Watchdog::Trigger,
+                    _ => return Err(invalid(field::WATCHDOG, "1 or trigger")),
                 });
             }
-            "STATUS" => self.status = Some(value.to_owned()),
-            "MAINPID" => {
+            field::STATUS => self.status = Some(value.to_owned()),
+            field::MAINPID => {
                 let pid = digits::<i32>(value).and_then(Pid::from_raw);
-                self.main_pid = Some(pid.ok_or_else(|| invalid("MAINPID", "a positive pid"))?);
+                self.main_pid = Some(pid.ok_or_else(|| invalid(field::MAINPID, "a positive pid"))?);
             }
-            "ERRNO" => {
+            field::ERRNO => {
                 let errno = digits::<i32>(value);
-                self.errno = Some(errno.ok_or_else(|| invalid("ERRNO", "a non-negative integer"))?);
+                self.errno =
+                    Some(errno.ok_or_else(|| invalid(field::ERRNO, "a non-negative integer"))?);
             }
-            "X_TASKWARD_REQUESTS" => {
+            field::REQUESTS => {
                 let requests = digits::<u64>(value);
                 self.requests = Some(
-                    requests
-                        .ok_or_else(|| invalid("X_TASKWARD_REQUESTS", "a non-negative integer"))?,
+                    requests.ok_or_else(|| invalid(field::REQUESTS, "a non-negative integer"))?,
                 );
             }
             _ => self.unknown.push((key.to_owned(), value.to_owned())),

@@ -101,3 +101,38 @@ fn a_missing_or_non_executable_program_is_named() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// Asserts: a worker run alone with a graceful timeout it cannot use exits with EX_CONFIG
+// (78) and one line naming the variable and the value, not a panic ("cannot convert
+// float seconds to Duration", exit 101, before the protocol module).
+#[test]
+fn a_worker_with_a_bad_setting_exits_78_with_one_line() {
+    for (var, value) in [
+        ("TASKWARD_GRACEFUL_TIMEOUT", "1e300"),
+        ("TASKWARD_DRAIN_DELAY", "5s"),
+        ("WATCHDOG_USEC", "0"),
+        ("LISTEN_FDS", "99999999999"),
+    ] {
+        let output = Command::new(HELLO)
+            .env(var, value)
+            .env_remove("LISTEN_PID")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("the worker runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(i32::from(taskward_http::protocol::EX_CONFIG)),
+            "{var}={value}: {stderr}"
+        );
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{var}={value}: one line: {stderr}"
+        );
+        assert!(
+            stderr.contains(var) && stderr.contains(&format!("{value:?}")),
+            "{var}={value}: {stderr}"
+        );
+    }
+}

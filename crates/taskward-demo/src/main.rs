@@ -74,7 +74,9 @@ fn main() -> ExitCode {
         Ok(worker) => worker,
         Err(error) => {
             tracing::error!(error = %error_chain(&error), "cannot listen");
-            return ExitCode::FAILURE;
+            // EX_CONFIG for bad settings: the process manager stops instead of
+            // restarting a worker that cannot start.
+            return ExitCode::from(error.exit_code());
         }
     };
     let settings = app::Settings {

@@ -4,6 +4,8 @@ use std::io;
 
 use taskward::SpawnError;
 
+use crate::protocol::{EX_CONFIG, EnvError};
+
 /// The server could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -72,14 +74,10 @@ pub enum WorkerError {
         #[source]
         source: io::Error,
     },
-    /// A variable set by the process manager holds a value the worker cannot use.
-    #[error("{var}: expected a non-negative number, found {value:?}")]
-    Env {
-        /// The variable.
-        var: &'static str,
-        /// Its value.
-        value: String,
-    },
+    /// A variable of the [protocol](crate::protocol) holds a value the worker cannot
+    /// use. Exit with [`exit_code`](Self::exit_code): [`EX_CONFIG`].
+    #[error(transparent)]
+    Env(#[from] EnvError),
     /// A signal handler could not be installed (or no tokio runtime with signal support
     /// is running).
     #[error("could not install the {signal} handler")]
@@ -96,4 +94,24 @@ pub enum WorkerError {
     /// The app scope refused the worker's tasks (it is shutting down).
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+}
+
+impl WorkerError {
+    /// The exit code for a worker that could not start: [`EX_CONFIG`] (78) when its
+    /// settings are bad ([`Env`](Self::Env), [`NotPassed`](Self::NotPassed)), which a
+    /// restart cannot fix and a process manager should stop on; 1 otherwise.
+    ///
+    /// ```
+    /// use taskward_http::WorkerError;
+    /// use taskward_http::protocol::EX_CONFIG;
+    ///
+    /// assert_eq!(WorkerError::NotPassed.exit_code(), EX_CONFIG);
+    /// ```
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Env(_) | Self::NotPassed => EX_CONFIG,
+            _ => 1,
+        }
+    }
 }

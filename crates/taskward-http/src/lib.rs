@@ -15,6 +15,7 @@ mod drain;
 mod error;
 mod health;
 mod listener;
+pub mod protocol;
 mod requests;
 mod resolve;
 mod server;
@@ -25,8 +26,11 @@ pub use client::Client;
 pub use error::{ClientError, ServeError, WorkerError};
 pub use health::{Health, HealthPaths};
 pub use listener::ListenAddr;
+pub use protocol::early_report_at;
+pub use protocol::env::{
+    DRAIN_DELAY as DRAIN_DELAY_ENV, GRACEFUL_TIMEOUT as GRACEFUL_TIMEOUT_ENV,
+    MAX_REQUESTS as MAX_REQUESTS_ENV,
+};
 pub use requests::RequestCount;
 pub use server::{Body, HttpService, Server, ServerHandle};
-pub use worker::{
-    DRAIN_DELAY_ENV, GRACEFUL_TIMEOUT_ENV, MAX_REQUESTS_ENV, Worker, early_report_at,
-};
+pub use worker::Worker;

@@ -2,12 +2,13 @@
 //! alone: the listening sockets it is handed, readiness and heartbeats it reports, and the
 //! signals that stop it.
 //!
-//! Read [`Worker`]. The protocols are systemd's: sockets arrive as `LISTEN_FDS` /
-//! `LISTEN_PID` (fd 3 on), and state goes out as datagrams to `NOTIFY_SOCKET`
-//! (`READY=1`, `STOPPING=1`, `WATCHDOG=1`, `STATUS=…`, and `X_TASKWARD_REQUESTS=<n>`, the
-//! requests begun so far, which `taskward serve` reads for `--max-requests`).
+//! Read [`Worker`]. The protocol, systemd's with taskward's extensions, is described
+//! and parsed in [`protocol`](crate::protocol): sockets arrive as `LISTEN_FDS` /
+//! `LISTEN_PID` (fd 3 on), settings as `TASKWARD_*` variables, and state goes out as
+//! datagrams to `NOTIFY_SOCKET`.
 
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
+use std::num::NonZeroU64;
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::time::Duration;
 
@@ -19,38 +20,9 @@ use taskward::{Scope, ShutdownReport, TaskContext};
 use crate::error::WorkerError;
 use crate::health::Health;
 use crate::listener::ListenAddr;
+use crate::protocol::{WorkerEnv, early_report_at, requests_field};
 use crate::requests::RequestCount;
 use crate::server::{Server, ServerHandle};
-
-/// The requests after which the process manager wants this worker replaced (it passes
-/// the limit, jitter included). The worker reports its count the moment it reaches
-/// [`early_report_at`] of the limit, when the manager starts its replacement, and again at
-/// the limit, when the manager stops it if the replacement is ready.
-pub const MAX_REQUESTS_ENV: &str = "TASKWARD_MAX_REQUESTS";
-
-/// The count at which a worker with `limit` [max requests](MAX_REQUESTS_ENV) reports
-/// early: three quarters of the limit. The process manager starts the replacement then,
-/// so that it is ready when the limit is reached: a worker serves close to its limit,
-/// neither fewer (it is not stopped before) nor many more (its replacement does not
-/// start only then). A quarter of the limit is the time a replacement has to start.
-///
-/// ```
-/// assert_eq!(taskward_http::early_report_at(1000), 750);
-/// assert_eq!(taskward_http::early_report_at(1), 1);
-/// ```
-#[must_use]
-pub const fn early_report_at(limit: u64) -> u64 {
-    let early = limit - limit / 4;
-    if early == 0 { limit } else { early }
-}
-
-/// The process manager's graceful timeout, in seconds: the worker's shutdown deadline is
-/// nine tenths of it, so that it reports before the manager's SIGKILL.
-pub const GRACEFUL_TIMEOUT_ENV: &str = "TASKWARD_GRACEFUL_TIMEOUT";
-
-/// How long to keep accepting after readiness turns not-ready, in seconds (see
-/// [`Worker::drain_delay`]): set by the deployment, e.g. in a Kubernetes pod spec.
-pub const DRAIN_DELAY_ENV: &str = "TASKWARD_DRAIN_DELAY";
 
 /// How often the requests served are reported when they change, at most.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -112,10 +84,16 @@ impl Worker {
     /// listener;
     /// [`WorkerError::NotPassed`] if started by `taskward serve` without a socket;
     /// [`WorkerError::Bind`] if `addr` cannot be bound; [`WorkerError::Env`] if a
-    /// `TASKWARD_*` variable holds a bad value.
+    /// variable of the [protocol](crate::protocol) holds a bad value (`TASKWARD_*`,
+    /// `LISTEN_FDS`, `WATCHDOG_USEC`…). For the last two, exit with
+    /// [`WorkerError::exit_code`]: a process manager stops rather than restarts a worker
+    /// that cannot use its settings.
     pub fn listen(addr: impl ToSocketAddrs + std::fmt::Debug) -> Result<Self, WorkerError> {
+        // Checked before `listenfd` reads them: it would take a malformed count for
+        // none, and a huge one for as many descriptors.
+        let read = WorkerEnv::from_process()?;
         let mut passed = listenfd::ListenFd::from_env();
-        let mut listeners = Vec::with_capacity(passed.len());
+        let mut listeners = Vec::with_capacity(read.listen_fds.min(passed.len()));
         for index in 0..passed.len() {
             let taken = match passed.take_tcp_listener(index) {
                 Ok(tcp) => tcp.map(Socket::Tcp),
@@ -125,7 +103,7 @@ impl Worker {
                     Ok(unix) => unix.map(Socket::Unix),
                     Err(_) => {
                         return Err(WorkerError::Inherit {
-                            fd: 3 + index,
+                            fd: crate::protocol::LISTEN_FDS_START as usize + index,
                             source,
                         });
                     }
@@ -133,7 +111,7 @@ impl Worker {
             };
             listeners.extend(taken);
         }
-        if listeners.is_empty() && std::env::var_os("TASKWARD_WORKER_ID").is_some() {
+        if listeners.is_empty() && read.worker_id.is_some() {
             return Err(WorkerError::NotPassed);
         }
         let shared = !listeners.is_empty();
@@ -145,38 +123,20 @@ impl Worker {
             })?;
             listeners.push(Socket::Tcp(listener));
         }
-        let seconds = |var: &'static str| -> Result<Option<f64>, WorkerError> {
-            match std::env::var(var) {
-                Err(_) => Ok(None),
-                Ok(value) => match value.parse::<f64>() {
-                    Ok(n) if n.is_finite() && n >= 0.0 => Ok(Some(n)),
-                    _ => Err(WorkerError::Env { var, value }),
-                },
-            }
-        };
-        let deadline = seconds(GRACEFUL_TIMEOUT_ENV)?
-            .map_or(Self::DEFAULT_DEADLINE, |s| Duration::from_secs_f64(s * 0.9));
-        let drain_delay = seconds(DRAIN_DELAY_ENV)?.map_or(Duration::ZERO, Duration::from_secs_f64);
-        let max_requests = match std::env::var(MAX_REQUESTS_ENV) {
-            Err(_) => None,
-            Ok(value) => match value.parse::<u64>() {
-                Ok(0) => None,
-                Ok(n) => Some(n),
-                Err(_) => {
-                    return Err(WorkerError::Env {
-                        var: MAX_REQUESTS_ENV,
-                        value,
-                    });
-                }
-            },
-        };
+        // Nine tenths, so that the worker reports before the manager's SIGKILL.
+        let deadline = read
+            .graceful_timeout
+            .map_or(Self::DEFAULT_DEADLINE, |timeout| timeout - timeout / 10);
+        let drain_delay = read.drain_delay.unwrap_or(Duration::ZERO);
+        let max_requests = read.max_requests.map(NonZeroU64::get);
+        let watchdog = read.watchdog;
         Ok(Self {
             listeners,
             shared,
             deadline,
             drain_delay,
             max_requests,
-            watchdog: sd_notify::watchdog_enabled(),
+            watchdog,
         })
     }
 
@@ -189,7 +149,8 @@ impl Worker {
     }
 
     /// How long to keep accepting after readiness flips (see [`Server::drain_delay`]);
-    /// by default the value of [`DRAIN_DELAY_ENV`], or zero. Behind a load balancer that
+    /// by default the value of
+    /// [`TASKWARD_DRAIN_DELAY`](crate::protocol::env::DRAIN_DELAY), or zero. Behind a load balancer that
     /// polls `/readyz` (Kubernetes), set it above the time the balancer takes to notice.
     /// For reloads under `taskward serve` zero is right: the manager stops a worker only
     /// once another accepts on the same socket.
@@ -441,7 +402,7 @@ impl Reporter {
                 }
             }
             let served = self.requests.get();
-            let count = format!("X_TASKWARD_REQUESTS={served}");
+            let count = requests_field(served);
             let mut states = Vec::with_capacity(2);
             if self.watchdog.is_some() {
                 states.push(NotifyState::Watchdog);

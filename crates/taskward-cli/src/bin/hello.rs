@@ -36,7 +36,9 @@ fn main() -> ExitCode {
         Ok(worker) => worker,
         Err(error) => {
             tracing::error!(error = %error, "cannot listen");
-            return ExitCode::FAILURE;
+            // EX_CONFIG for bad settings: the process manager stops instead of
+            // restarting a worker that cannot start.
+            return ExitCode::from(error.exit_code());
         }
     };
     let startup_ms = std::env::var("HELLO_STARTUP_MS")
