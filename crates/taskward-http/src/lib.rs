@@ -14,11 +14,14 @@ mod client;
 mod drain;
 mod error;
 mod health;
+pub mod limits;
 mod listener;
 mod requests;
 mod resolve;
 mod server;
 mod streams;
+mod throttle;
+mod timeouts;
 mod worker;
 
 pub use client::Client;
@@ -27,6 +30,7 @@ pub use health::{Health, HealthPaths};
 pub use listener::ListenAddr;
 pub use requests::RequestCount;
 pub use server::{Body, HttpService, Server, ServerHandle};
+pub use timeouts::Timeouts;
 pub use worker::{
     DRAIN_DELAY_ENV, GRACEFUL_TIMEOUT_ENV, MAX_REQUESTS_ENV, Worker, early_report_at,
 };
