@@ -18,9 +18,12 @@ use taskward::{Scope, ShutdownReport, TaskContext};
 
 use crate::error::WorkerError;
 use crate::health::Health;
+use crate::limits::{self, ConnectionLimit};
 use crate::listener::ListenAddr;
+use crate::notify::Notifier;
 use crate::requests::RequestCount;
 use crate::server::{Server, ServerHandle};
+use crate::timeouts::Timeouts;
 
 /// The requests after which the process manager wants this worker replaced (it passes
 /// the limit, jitter included). The worker reports its count the moment it reaches
@@ -91,6 +94,8 @@ pub struct Worker {
     drain_delay: Duration,
     max_requests: Option<u64>,
     watchdog: Option<Duration>,
+    timeouts: Timeouts,
+    max_connections: Option<usize>,
 }
 
 impl Worker {
@@ -177,6 +182,8 @@ impl Worker {
             drain_delay,
             max_requests,
             watchdog: sd_notify::watchdog_enabled(),
+            timeouts: Timeouts::default(),
+            max_connections: None,
         })
     }
 
@@ -196,6 +203,23 @@ impl Worker {
     #[must_use]
     pub fn drain_delay(mut self, delay: Duration) -> Self {
         self.drain_delay = delay;
+        self
+    }
+
+    /// The timeouts every connection is held to (see [`Timeouts`]; on by default).
+    #[must_use]
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The connections this worker keeps open at most, over all its sockets; at the cap
+    /// it stops accepting until one closes (the others wait in the listen queue, for this
+    /// worker or another). By default derived from the descriptor limit, once raised (see
+    /// [`limits::connections_for`]).
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
         self
     }
 
@@ -257,6 +281,9 @@ impl Worker {
         startup: &Scope,
         router: Router,
     ) -> Result<ShutdownReport, WorkerError> {
+        // Opened first, while descriptors are plenty: every later notification reuses it.
+        let notifier = Notifier::from_env();
+        let limit = connection_limit(self.max_connections);
         let mut signals = StopSignals::new()?;
         if self.shared {
             // Connections wait in the shared queue, taken by the ready workers, until
@@ -265,7 +292,7 @@ impl Worker {
             tokio::select! {
                 () = startup.wait() => {}
                 stop = signals.recv() => {
-                    notify(&[NotifyState::Stopping]);
+                    notify(&notifier, &[NotifyState::Stopping]);
                     return Ok(match stop {
                         Stop::Now => app.abort_now().await,
                         Stop::Graceful => app.shutdown(self.deadline).await,
@@ -287,11 +314,14 @@ impl Worker {
                 .health(health.clone())
                 .requests(requests.clone())
                 .drain_delay(self.drain_delay)
+                .timeouts(self.timeouts)
+                .connection_limit(limit.clone())
                 .serve(app, router.clone())?;
             tracing::info!(addr = %server.listen_addr(), "worker serving");
             servers.push(server);
         }
         let report = Reporter {
+            notifier: notifier.clone(),
             startup: startup.clone(),
             requests,
             watchdog: self.watchdog,
@@ -301,12 +331,12 @@ impl Worker {
 
         tokio::select! {
             stop = signals.recv() => if stop == Stop::Now {
-                notify(&[NotifyState::Stopping]);
+                notify(&notifier, &[NotifyState::Stopping]);
                 return Ok(app.abort_now().await);
             },
             () = app.cancelled() => {}
         }
-        notify(&[NotifyState::Stopping]);
+        notify(&notifier, &[NotifyState::Stopping]);
         Ok(stop(app, servers, self.deadline, &mut signals).await)
     }
 }
@@ -405,6 +435,7 @@ impl StopSignals {
 
 /// What the worker tells its supervisor, from a task of the app's.
 struct Reporter {
+    notifier: Notifier,
     startup: Scope,
     requests: RequestCount,
     watchdog: Option<Duration>,
@@ -414,7 +445,7 @@ struct Reporter {
 impl Reporter {
     async fn run(self, ctx: TaskContext) {
         tokio::select! {
-            () = self.startup.wait() => notify(&[NotifyState::Ready, NotifyState::Status("serving")]),
+            () = self.startup.wait() => notify(&self.notifier, &[NotifyState::Ready, NotifyState::Status("serving")]),
             () = ctx.cancelled() => return,
         }
         // systemd's advice: heartbeat at half the watchdog interval.
@@ -451,7 +482,7 @@ impl Reporter {
                 reported = served;
             }
             if !states.is_empty() {
-                notify(&states);
+                notify(&self.notifier, &states);
             }
         }
     }
@@ -459,10 +490,34 @@ impl Reporter {
 
 /// Sends `states` to the supervisor, if there is one; a failure is logged, not fatal (the
 /// supervisor acts on missing heartbeats itself).
-fn notify(states: &[NotifyState<'_>]) {
-    if let Err(error) = sd_notify::notify(states) {
-        tracing::warn!(%error, "cannot notify the supervisor");
+fn notify(notifier: &Notifier, states: &[NotifyState<'_>]) {
+    if !notifier.is_enabled() {
+        return;
     }
+    let mut message = String::new();
+    for state in states {
+        message.push_str(&state.to_string());
+        message.push('\n');
+    }
+    notifier.send_or_warn(&message);
+}
+
+/// The worker's cap on open connections: `max` if given, else derived from the
+/// descriptor limit, raised to its hard maximum first (and both said in the log).
+fn connection_limit(max: Option<usize>) -> ConnectionLimit {
+    match limits::raise_nofile() {
+        Ok(raised) if raised.before != raised.after => tracing::info!(
+            before = ?raised.before,
+            after = ?raised.after,
+            "raised the soft descriptor limit (RLIMIT_NOFILE) to the hard limit"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot raise the descriptor limit (RLIMIT_NOFILE)"),
+    }
+    let nofile = limits::nofile();
+    let limit = ConnectionLimit::new(max.unwrap_or_else(|| limits::connections_for(nofile)));
+    tracing::info!(max_connections = limit.max(), nofile = ?nofile, "connection limit");
+    limit
 }
 
 #[cfg(test)]
