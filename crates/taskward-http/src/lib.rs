@@ -11,6 +11,7 @@
 pub struct ReadmeDoctests;
 
 mod client;
+pub mod debug;
 mod drain;
 mod error;
 mod health;

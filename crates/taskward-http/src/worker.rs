@@ -17,7 +17,7 @@ use taskward::signal::{Signals, UnixSignal};
 use taskward::{Scope, ShutdownReport, TaskContext};
 
 use crate::error::WorkerError;
-use crate::health::Health;
+use crate::health::{Health, HealthPaths};
 use crate::limits::{self, ConnectionLimit};
 use crate::listener::ListenAddr;
 use crate::notify::Notifier;
@@ -96,6 +96,7 @@ pub struct Worker {
     watchdog: Option<Duration>,
     timeouts: Timeouts,
     max_connections: Option<usize>,
+    debug_tasks: bool,
 }
 
 impl Worker {
@@ -184,6 +185,7 @@ impl Worker {
             watchdog: sd_notify::watchdog_enabled(),
             timeouts: Timeouts::default(),
             max_connections: None,
+            debug_tasks: false,
         })
     }
 
@@ -223,6 +225,19 @@ impl Worker {
         self
     }
 
+    /// Serves the live task list at `/debug/tasks` (bounded JSON, see
+    /// [`debug::tasks_router`](crate::debug::tasks_router)) next to the application's
+    /// routes. Off by default: it names every client's address and the code's source
+    /// paths, so turn it on only where clients are trusted (a private network, a
+    /// development machine). Elsewhere serve [`debug::tasks_router`](crate::debug::tasks_router)
+    /// on a listener of its own bound to `127.0.0.1`, and reach it with
+    /// `kubectl port-forward` or ssh.
+    #[must_use]
+    pub fn debug_tasks(mut self, serve: bool) -> Self {
+        self.debug_tasks = serve;
+        self
+    }
+
     /// The TCP addresses served; unix sockets are left out (see
     /// [`listen_addrs`](Self::listen_addrs)).
     #[must_use]
@@ -251,7 +266,8 @@ impl Worker {
             .collect()
     }
 
-    /// Serves `router` (with `/healthz`, `/readyz` and `/debug/tasks` merged in) in
+    /// Serves `router` (with `/healthz` and `/readyz` merged in, and `/debug/tasks` if
+    /// [asked for](Self::debug_tasks)) in
     /// `app` until a stop signal, then shuts the servers and `app` down within the
     /// deadline: the servers drain first, within nine tenths of it at most, and `app`'s
     /// own tasks get what is left, never less than a tenth (a request that never ends
@@ -303,7 +319,10 @@ impl Worker {
         let health = Health::new();
         health.ready_after(app, startup)?;
         let requests = RequestCount::new();
-        let router = router.merge(health.router());
+        let mut router = router.merge(health.router());
+        if self.debug_tasks {
+            router = router.merge(crate::debug::tasks_router(&HealthPaths::default().tasks));
+        }
         let mut servers = Vec::with_capacity(self.listeners.len());
         for listener in self.listeners {
             let server = match listener {
