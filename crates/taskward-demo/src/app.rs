@@ -87,7 +87,12 @@ pub(crate) async fn run(
         client: Client::new(&app, settings.upstream_timeout)?,
         upstream: upstream_url(&settings, &worker),
     };
-    let report = worker.run(&app, &startup, router(state)).await?;
+    // The demo shows its tasks at /debug/tasks; a service on a public port would leave
+    // this off (it names client addresses and source paths).
+    let report = worker
+        .debug_tasks(true)
+        .run(&app, &startup, router(state))
+        .await?;
     if report.is_clean() {
         tracing::info!(%report, "stopped cleanly");
     } else {

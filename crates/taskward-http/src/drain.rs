@@ -24,6 +24,8 @@ use crate::server::Body;
 #[derive(Debug)]
 pub(crate) struct ConnState {
     in_flight: AtomicUsize,
+    /// Requests begun on this connection: zero until a first request head is complete.
+    begun: AtomicUsize,
     draining: AtomicBool,
     http2: AtomicBool,
     health: Health,
@@ -34,6 +36,7 @@ impl ConnState {
     pub(crate) fn new(health: Health, requests: RequestCount) -> Self {
         Self {
             in_flight: AtomicUsize::new(0),
+            begun: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             http2: AtomicBool::new(false),
             health,
@@ -49,6 +52,13 @@ impl ConnState {
     /// No request of this connection is being answered.
     pub(crate) fn is_idle(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) == 0
+    }
+
+    /// The connection has begun a request: it sent a complete request head (HTTP/1) or
+    /// opened a stream (HTTP/2). Until then nothing is in flight on it, and closing it
+    /// loses nothing.
+    pub(crate) fn has_begun(&self) -> bool {
+        self.begun.load(Ordering::Acquire) > 0
     }
 
     /// The connection has spoken HTTP/2.
@@ -95,6 +105,8 @@ where
             self.state.http2.store(true, Ordering::Release);
         }
         self.state.in_flight.fetch_add(1, Ordering::AcqRel);
+        // Release: pairs with the Acquire in `has_begun`, read by the connection's task.
+        self.state.begun.fetch_add(1, Ordering::Release);
         self.state.requests.add_one();
         Answer {
             inner: self.inner.call(request),

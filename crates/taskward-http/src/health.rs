@@ -1,5 +1,6 @@
-//! Liveness, readiness and the live task list over HTTP: `/healthz`, `/readyz` and
-//! `/debug/tasks`.
+//! Liveness and readiness over HTTP: `/healthz` and `/readyz`, for load balancers and
+//! orchestrators. (The live task list, `/debug/tasks`, is in `debug.rs`, served only on
+//! request.)
 //!
 //! Read [`Health`] first: one shared switchboard, flipped to ready when the application's
 //! startup is done and to draining when its server starts to shut down, and served by
@@ -20,7 +21,10 @@ pub struct HealthPaths {
     pub live: String,
     /// Readiness: 200 once started and until draining, 503 otherwise.
     pub ready: String,
-    /// The process-wide snapshot of live tasks, as JSON.
+    /// The process-wide snapshot of live tasks, as bounded JSON; not part of
+    /// [`Health::router_at`], served only where asked for (see
+    /// [`Worker::debug_tasks`](crate::Worker::debug_tasks) and
+    /// [`debug::tasks_router`](crate::debug::tasks_router)).
     pub tasks: String,
 }
 
@@ -120,13 +124,14 @@ impl Health {
         Ok(())
     }
 
-    /// A router serving the endpoints at the default [`HealthPaths`], to `merge` into the
-    /// application's router or serve on its own.
+    /// A router serving liveness and readiness at the default [`HealthPaths`], to `merge`
+    /// into the application's router or serve on its own. The task list is not in it:
+    /// see [`debug::tasks_router`](crate::debug::tasks_router).
     pub fn router(&self) -> Router {
         self.router_at(&HealthPaths::default())
     }
 
-    /// A router serving the endpoints at `paths`.
+    /// A router serving liveness and readiness at `paths` (`paths.tasks` is not served).
     pub fn router_at(&self, paths: &HealthPaths) -> Router {
         let health = self.clone();
         Router::new()
@@ -143,10 +148,6 @@ impl Health {
                         }
                     }
                 }),
-            )
-            .route(
-                &paths.tasks,
-                get(|| async { axum::Json(taskward::snapshot()) }),
             )
     }
 }

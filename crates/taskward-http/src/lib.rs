@@ -11,21 +11,27 @@
 pub struct ReadmeDoctests;
 
 mod client;
+pub mod debug;
 mod drain;
 mod error;
 mod health;
+pub mod limits;
 mod listener;
+mod notify;
 pub mod protocol;
 mod requests;
 mod resolve;
 mod server;
 mod streams;
+mod throttle;
+mod timeouts;
 mod worker;
 
 pub use client::Client;
 pub use error::{ClientError, ServeError, WorkerError};
 pub use health::{Health, HealthPaths};
 pub use listener::ListenAddr;
+pub use notify::Notifier;
 pub use protocol::early_report_at;
 pub use protocol::env::{
     DRAIN_DELAY as DRAIN_DELAY_ENV, GRACEFUL_TIMEOUT as GRACEFUL_TIMEOUT_ENV,
@@ -33,4 +39,5 @@ pub use protocol::env::{
 };
 pub use requests::RequestCount;
 pub use server::{Body, HttpService, Server, ServerHandle};
+pub use timeouts::Timeouts;
 pub use worker::Worker;

@@ -15,20 +15,24 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use taskward::{Scope, ShutdownReport, TaskContext, TaskHandle};
 use tokio::net::{TcpListener, ToSocketAddrs, UnixListener};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use crate::drain::{ConnState, DrainAware};
 use crate::error::ServeError;
 use crate::health::Health;
+use crate::limits::ConnectionLimit;
 use crate::listener::{ListenAddr, Listener, Stream};
 use crate::requests::RequestCount;
 use crate::streams::{ConnStreams, Running};
+use crate::throttle::{Throttle, WARN_EVERY};
+use crate::timeouts::Timeouts;
 
 /// The response body every served service must produce: axum's.
 pub type Body = axum::body::Body;
@@ -85,6 +89,8 @@ pub struct Server {
     requests: RequestCount,
     drain_delay: Duration,
     idle_window: Duration,
+    timeouts: Timeouts,
+    limit: Option<ConnectionLimit>,
 }
 
 impl Server {
@@ -131,6 +137,8 @@ impl Server {
             requests: RequestCount::new(),
             drain_delay: Duration::ZERO,
             idle_window: Self::DEFAULT_IDLE_WINDOW,
+            timeouts: Timeouts::default(),
+            limit: None,
         }
     }
 
@@ -220,6 +228,23 @@ impl Server {
         self
     }
 
+    /// The timeouts each connection is held to (see [`Timeouts`]; on by default).
+    #[must_use]
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The cap on connections open at once, which may be shared with other servers of the
+    /// process: at the cap, accepting pauses until a connection closes, and new ones wait
+    /// in the listen queue. By default a cap of the server's own,
+    /// [`ConnectionLimit::from_nofile`] when it starts serving.
+    #[must_use]
+    pub fn connection_limit(mut self, limit: ConnectionLimit) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
     /// The TCP address the server listens on.
     ///
     /// # Errors
@@ -261,16 +286,18 @@ impl Server {
         let http = scope.child("http")?;
         let settings = Arc::new(Settings {
             idle_window: self.idle_window,
+            timeouts: self.timeouts,
             health: self.health.clone(),
             requests: self.requests.clone(),
         });
+        let limit = self.limit.unwrap_or_default();
         let listener = self.listener;
         let conns = http.clone();
         let stop_accepting = CancellationToken::new();
         let stop = stop_accepting.clone();
-        let accept = http
-            .task("accept")
-            .spawn_with(move |ctx| accept_loop(ctx, stop, listener, conns, service, settings))?;
+        let accept = http.task("accept").spawn_with(move |ctx| {
+            accept_loop(ctx, stop, listener, limit, conns, service, settings)
+        })?;
         Ok(ServerHandle {
             accept,
             stop_accepting,
@@ -286,6 +313,7 @@ impl Server {
 /// What every connection task needs.
 struct Settings {
     idle_window: Duration,
+    timeouts: Timeouts,
     health: Health,
     requests: RequestCount,
 }
@@ -371,6 +399,7 @@ async fn accept_loop<S>(
     ctx: TaskContext,
     stop: CancellationToken,
     listener: Listener,
+    limit: ConnectionLimit,
     conns: Scope,
     service: S,
     settings: Arc<Settings>,
@@ -378,7 +407,35 @@ async fn accept_loop<S>(
     S: HttpService,
 {
     let mut unix_seq = 0;
+    let mut failing = Throttle::new(WARN_EVERY);
+    let mut full = Throttle::new(WARN_EVERY);
     loop {
+        // A place first, then the connection: at the cap the connections wait in the
+        // listen queue (or are taken by another process sharing it), where they cost this
+        // process no descriptor, instead of being accepted and failing for want of one.
+        let permit = match limit.try_acquire() {
+            Some(permit) => {
+                if let Some(more) = full.recovered() {
+                    tracing::info!(max = limit.max(), more, "accepting again");
+                }
+                permit
+            }
+            None => {
+                if let Some(more) = full.hit(tokio::time::Instant::now()) {
+                    tracing::warn!(
+                        max = limit.max(),
+                        more,
+                        "connection limit reached: not accepting until a connection closes"
+                    );
+                }
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
+                    () = ctx.cancelled() => break,
+                    permit = limit.acquire() => permit,
+                }
+            }
+        };
         let accepted = tokio::select! {
             // Biased: once asked to stop, take no connection from the queue, where
             // another process sharing the socket may still accept it.
@@ -388,26 +445,34 @@ async fn accept_loop<S>(
             accepted = listener.accept(&mut unix_seq) => accepted,
         };
         let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                if let Some(more) = failing.recovered() {
+                    tracing::info!(more, "accept works again");
+                }
+                accepted
+            }
             Err(error) => {
-                // Per-connection errors (the peer reset before accept, fd limits) must not
-                // stop the server; back off briefly so an fd shortage does not spin.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                // Per-connection errors (the peer reset before accept) and shortages (of
+                // descriptors, memory) must not stop the server; a shortage lasts, so
+                // back off long enough not to spin, and say so once per interval.
+                if let Some(more) = failing.hit(tokio::time::Instant::now()) {
+                    tracing::warn!(%error, more, "accept failed");
+                }
+                tokio::time::sleep(accept_backoff(&error)).await;
                 continue;
             }
         };
         if ctx.is_cancelled() {
             // The scope was shut down from outside (not through `ServerHandle::shutdown`)
             // as this connection came in: serve it here, draining, rather than reset it.
-            serve_connection(ctx, stream, service, settings).await;
+            serve_connection(ctx, stream, service, settings, permit).await;
             break;
         }
         let service = service.clone();
         let settings = settings.clone();
         let spawned = conns
             .task(format!("conn {peer}"))
-            .spawn_with(move |ctx| serve_connection(ctx, stream, service, settings));
+            .spawn_with(move |ctx| serve_connection(ctx, stream, service, settings, permit));
         if let Err(error) = spawned {
             tracing::debug!(%error, %peer, "connection refused: server shutting down");
             break;
@@ -416,10 +481,33 @@ async fn accept_loop<S>(
     tracing::info!("stopped accepting");
 }
 
+/// How long to wait before accepting again after `error`: a shortage of descriptors or
+/// memory is not over in microseconds (nginx waits 500 ms); a connection the peer reset
+/// before it was accepted says nothing about the next one.
+fn accept_backoff(error: &io::Error) -> Duration {
+    match error
+        .raw_os_error()
+        .map(rustix::io::Errno::from_raw_os_error)
+    {
+        Some(
+            rustix::io::Errno::MFILE
+            | rustix::io::Errno::NFILE
+            | rustix::io::Errno::NOBUFS
+            | rustix::io::Errno::NOMEM,
+        ) => Duration::from_millis(100),
+        _ => Duration::from_millis(1),
+    }
+}
+
 /// One connection, from first byte to close, with the graceful end described in
 /// [`ServerHandle::shutdown`].
-async fn serve_connection<S>(ctx: TaskContext, stream: Stream, service: S, settings: Arc<Settings>)
-where
+async fn serve_connection<S>(
+    ctx: TaskContext,
+    stream: Stream,
+    service: S,
+    settings: Arc<Settings>,
+    permit: OwnedSemaphorePermit,
+) where
     S: HttpService,
 {
     let state = Arc::new(ConnState::new(
@@ -428,13 +516,33 @@ where
     ));
     let service = DrainAware::new(service, state.clone());
     let streams = ConnStreams::default();
-    let builder = auto::Builder::new(streams.clone());
+    let timeouts = settings.timeouts;
+    let mut builder = auto::Builder::new(streams.clone());
+    // hyper starts the header read clock when it begins to read a head: after the
+    // protocol is known and, on keep-alive, at the end of each response.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header_read_timeout());
+    let (ping_every, ping_timeout) = timeouts.http2_keep_alive_interval();
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(ping_every)
+        .keep_alive_timeout(ping_timeout);
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
     tokio::pin!(conn);
     let mut running = Running::default();
     let window = tokio::time::sleep(Duration::MAX);
     tokio::pin!(window);
+    // Until a first request begins, hyper-util is still reading the protocol preface
+    // (with no clock of its own) or hyper's HTTP/2 handshake is waiting for a stream: the
+    // header read timeout counted from the accept covers both.
+    let first = deadline_after(timeouts.header_read_timeout());
+    tokio::pin!(first);
+    let idle = deadline_after(timeouts.http2_idle_timeout());
+    tokio::pin!(idle);
     let mut phase = Phase::Serving;
     loop {
         tokio::select! {
@@ -442,13 +550,38 @@ where
                 log_end(result);
                 break;
             }
-            () = running.serve(&streams) => {}
+            () = running.serve(&streams) => {
+                // The last HTTP/2 stream has just ended: the idle clock starts again.
+                if let Some(timeout) = timeouts.http2_idle_timeout() {
+                    idle.as_mut().reset(tokio::time::Instant::now() + timeout);
+                }
+            }
+            () = first.as_mut(), if !state.has_begun() => {
+                // Checked again: a request may have begun since this `select!` started.
+                if state.has_begun() {
+                    first.as_mut().reset(far_future());
+                } else {
+                    tracing::debug!("no request within the header read timeout: closing");
+                    break;
+                }
+            }
+            () = idle.as_mut(), if phase == Phase::Serving && state.is_http2() => {
+                if running.is_empty() {
+                    tracing::debug!("HTTP/2 connection idle: GOAWAY");
+                    conn.as_mut().graceful_shutdown();
+                    phase = Phase::Closing;
+                } else {
+                    // Busy: the clock restarts when the last stream ends.
+                    idle.as_mut().reset(far_future());
+                }
+            }
             () = ctx.cancelled(), if phase == Phase::Serving => {
                 state.start_draining();
                 if state.is_idle() && !state.is_http2() {
-                    // An idle HTTP/1 keep-alive connection: its client may be sending the
-                    // next request right now. Give it the window; that request is
-                    // answered with `Connection: close`.
+                    // An idle HTTP/1 keep-alive connection, or one whose first request
+                    // has not arrived yet: its client may be sending the request right
+                    // now. Give it the window; that request is answered with
+                    // `Connection: close`.
                     window.as_mut().reset(tokio::time::Instant::now() + settings.idle_window);
                     phase = Phase::Window;
                 } else {
@@ -459,13 +592,32 @@ where
                 }
             }
             () = window.as_mut(), if phase == Phase::Window => {
+                if !state.has_begun() {
+                    // Nothing was ever in flight here: not even a complete request head
+                    // (hyper would wait for one), or an HTTP/2 preface and no stream.
+                    // Closing loses nothing, and waiting would hold the drain to its
+                    // deadline.
+                    tracing::debug!("no request begun by the end of the window: closing");
+                    break;
+                }
                 conn.as_mut().graceful_shutdown();
                 phase = Phase::Closing;
             }
         }
     }
+    drop(permit);
     // Streams still pending here belong to a connection that is gone: dropping them is
     // all that is left to do.
+}
+
+/// A sleep that ends `after` from now, or never.
+fn deadline_after(after: Option<Duration>) -> tokio::time::Sleep {
+    tokio::time::sleep_until(after.map_or_else(far_future, |d| tokio::time::Instant::now() + d))
+}
+
+/// An instant no connection lives to see (`Instant + Duration::MAX` would overflow).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86400 * 365 * 30)
 }
 
 /// Where a connection is in its drain.

@@ -51,9 +51,10 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    /// Runs the streams until they have all ended, taking in those hyper hands over
-    /// meanwhile. Never completes while a stream is open: select on it next to the
-    /// connection, which is what hands streams over.
+    /// Runs the streams, taking in those hyper hands over meanwhile, and returns when the
+    /// last one open has ended (the connection has just become idle). Never completes
+    /// while a stream is open, nor while none was ever handed over: select on it next to
+    /// the connection, which is what hands streams over.
     ///
     /// # Cancel safety
     ///
@@ -66,10 +67,20 @@ impl Running {
                 continue;
             }
             tokio::select! {
-                _ = self.streams.next() => {}
+                _ = self.streams.next() => {
+                    self.take_in(from);
+                    if self.streams.is_empty() {
+                        return;
+                    }
+                }
                 () = from.shared.arrived.notified() => {}
             }
         }
+    }
+
+    /// No stream is open.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.streams.is_empty()
     }
 
     fn take_in(&mut self, from: &ConnStreams) {

@@ -18,11 +18,14 @@ use taskward::signal::{Signals, UnixSignal};
 use taskward::{Scope, ShutdownReport, TaskContext};
 
 use crate::error::WorkerError;
-use crate::health::Health;
+use crate::health::{Health, HealthPaths};
+use crate::limits::{self, ConnectionLimit};
 use crate::listener::ListenAddr;
+use crate::notify::Notifier;
 use crate::protocol::{WorkerEnv, early_report_at, requests_field};
 use crate::requests::RequestCount;
 use crate::server::{Server, ServerHandle};
+use crate::timeouts::Timeouts;
 
 /// How often the requests served are reported when they change, at most.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
@@ -63,6 +66,9 @@ pub struct Worker {
     drain_delay: Duration,
     max_requests: Option<u64>,
     watchdog: Option<Duration>,
+    timeouts: Timeouts,
+    max_connections: Option<usize>,
+    debug_tasks: bool,
 }
 
 impl Worker {
@@ -137,6 +143,9 @@ impl Worker {
             drain_delay,
             max_requests,
             watchdog,
+            timeouts: Timeouts::default(),
+            max_connections: None,
+            debug_tasks: false,
         })
     }
 
@@ -157,6 +166,36 @@ impl Worker {
     #[must_use]
     pub fn drain_delay(mut self, delay: Duration) -> Self {
         self.drain_delay = delay;
+        self
+    }
+
+    /// The timeouts every connection is held to (see [`Timeouts`]; on by default).
+    #[must_use]
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The connections this worker keeps open at most, over all its sockets; at the cap
+    /// it stops accepting until one closes (the others wait in the listen queue, for this
+    /// worker or another). By default derived from the descriptor limit, once raised (see
+    /// [`limits::connections_for`]).
+    #[must_use]
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
+        self
+    }
+
+    /// Serves the live task list at `/debug/tasks` (bounded JSON, see
+    /// [`debug::tasks_router`](crate::debug::tasks_router)) next to the application's
+    /// routes. Off by default: it names every client's address and the code's source
+    /// paths, so turn it on only where clients are trusted (a private network, a
+    /// development machine). Elsewhere serve [`debug::tasks_router`](crate::debug::tasks_router)
+    /// on a listener of its own bound to `127.0.0.1`, and reach it with
+    /// `kubectl port-forward` or ssh.
+    #[must_use]
+    pub fn debug_tasks(mut self, serve: bool) -> Self {
+        self.debug_tasks = serve;
         self
     }
 
@@ -188,7 +227,8 @@ impl Worker {
             .collect()
     }
 
-    /// Serves `router` (with `/healthz`, `/readyz` and `/debug/tasks` merged in) in
+    /// Serves `router` (with `/healthz` and `/readyz` merged in, and `/debug/tasks` if
+    /// [asked for](Self::debug_tasks)) in
     /// `app` until a stop signal, then shuts the servers and `app` down within the
     /// deadline: the servers drain first, within nine tenths of it at most, and `app`'s
     /// own tasks get what is left, never less than a tenth (a request that never ends
@@ -218,6 +258,9 @@ impl Worker {
         startup: &Scope,
         router: Router,
     ) -> Result<ShutdownReport, WorkerError> {
+        // Opened first, while descriptors are plenty: every later notification reuses it.
+        let notifier = Notifier::from_env();
+        let limit = connection_limit(self.max_connections);
         let mut signals = StopSignals::new()?;
         if self.shared {
             // Connections wait in the shared queue, taken by the ready workers, until
@@ -226,7 +269,7 @@ impl Worker {
             tokio::select! {
                 () = startup.wait() => {}
                 stop = signals.recv() => {
-                    notify(&[NotifyState::Stopping]);
+                    notify(&notifier, &[NotifyState::Stopping]);
                     return Ok(match stop {
                         Stop::Now => app.abort_now().await,
                         Stop::Graceful => app.shutdown(self.deadline).await,
@@ -237,7 +280,10 @@ impl Worker {
         let health = Health::new();
         health.ready_after(app, startup)?;
         let requests = RequestCount::new();
-        let router = router.merge(health.router());
+        let mut router = router.merge(health.router());
+        if self.debug_tasks {
+            router = router.merge(crate::debug::tasks_router(&HealthPaths::default().tasks));
+        }
         let mut servers = Vec::with_capacity(self.listeners.len());
         for listener in self.listeners {
             let server = match listener {
@@ -248,11 +294,14 @@ impl Worker {
                 .health(health.clone())
                 .requests(requests.clone())
                 .drain_delay(self.drain_delay)
+                .timeouts(self.timeouts)
+                .connection_limit(limit.clone())
                 .serve(app, router.clone())?;
             tracing::info!(addr = %server.listen_addr(), "worker serving");
             servers.push(server);
         }
         let report = Reporter {
+            notifier: notifier.clone(),
             startup: startup.clone(),
             requests,
             watchdog: self.watchdog,
@@ -262,12 +311,12 @@ impl Worker {
 
         tokio::select! {
             stop = signals.recv() => if stop == Stop::Now {
-                notify(&[NotifyState::Stopping]);
+                notify(&notifier, &[NotifyState::Stopping]);
                 return Ok(app.abort_now().await);
             },
             () = app.cancelled() => {}
         }
-        notify(&[NotifyState::Stopping]);
+        notify(&notifier, &[NotifyState::Stopping]);
         Ok(stop(app, servers, self.deadline, &mut signals).await)
     }
 }
@@ -366,6 +415,7 @@ impl StopSignals {
 
 /// What the worker tells its supervisor, from a task of the app's.
 struct Reporter {
+    notifier: Notifier,
     startup: Scope,
     requests: RequestCount,
     watchdog: Option<Duration>,
@@ -375,7 +425,7 @@ struct Reporter {
 impl Reporter {
     async fn run(self, ctx: TaskContext) {
         tokio::select! {
-            () = self.startup.wait() => notify(&[NotifyState::Ready, NotifyState::Status("serving")]),
+            () = self.startup.wait() => notify(&self.notifier, &[NotifyState::Ready, NotifyState::Status("serving")]),
             () = ctx.cancelled() => return,
         }
         // systemd's advice: heartbeat at half the watchdog interval.
@@ -412,7 +462,7 @@ impl Reporter {
                 reported = served;
             }
             if !states.is_empty() {
-                notify(&states);
+                notify(&self.notifier, &states);
             }
         }
     }
@@ -420,10 +470,34 @@ impl Reporter {
 
 /// Sends `states` to the supervisor, if there is one; a failure is logged, not fatal (the
 /// supervisor acts on missing heartbeats itself).
-fn notify(states: &[NotifyState<'_>]) {
-    if let Err(error) = sd_notify::notify(states) {
-        tracing::warn!(%error, "cannot notify the supervisor");
+fn notify(notifier: &Notifier, states: &[NotifyState<'_>]) {
+    if !notifier.is_enabled() {
+        return;
     }
+    let mut message = String::new();
+    for state in states {
+        message.push_str(&state.to_string());
+        message.push('\n');
+    }
+    notifier.send_or_warn(&message);
+}
+
+/// The worker's cap on open connections: `max` if given, else derived from the
+/// descriptor limit, raised to its hard maximum first (and both said in the log).
+fn connection_limit(max: Option<usize>) -> ConnectionLimit {
+    match limits::raise_nofile() {
+        Ok(raised) if raised.before != raised.after => tracing::info!(
+            before = ?raised.before,
+            after = ?raised.after,
+            "raised the soft descriptor limit (RLIMIT_NOFILE) to the hard limit"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot raise the descriptor limit (RLIMIT_NOFILE)"),
+    }
+    let nofile = limits::nofile();
+    let limit = ConnectionLimit::new(max.unwrap_or_else(|| limits::connections_for(nofile)));
+    tracing::info!(max_connections = limit.max(), nofile = ?nofile, "connection limit");
+    limit
 }
 
 #[cfg(test)]
