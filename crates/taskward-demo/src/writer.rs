@@ -1,6 +1,10 @@
 //! The batching writer: `POST /items` hands its item to one task, which commits items in
 //! transactions and answers each request only after the commit that holds it.
 //!
+//! Batches form by group commit: the writer takes whatever is queued, commits it, answers
+//! it, and again; the writes that arrive while one batch commits form the next. No write
+//! waits for company, and the busier the service, the larger the batches.
+//!
 //! Read [`Writer`] and [`run_writer`]. On shutdown the writer stops taking new items only
 //! once the server has drained (the app scope is cancelled after it), then commits what
 //! is queued before it ends: an acknowledged write is never lost, and a queued one is
@@ -12,12 +16,14 @@ use taskward::TaskContext;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::Cache;
-use crate::db::{Db, Item, SharedDb, off_thread};
+use crate::db::{Db, DbError, Item, SharedDb, off_thread};
 
-/// Items per transaction, at most.
+/// Items per transaction, at most: the writes queued while the previous batch committed,
+/// up to this many.
 const BATCH: usize = 64;
-/// How long the first item of a batch waits for company.
-const LINGER: Duration = Duration::from_millis(2);
+/// How long the first write of a batch waits for company in fire-and-forget mode (the
+/// seed's timer). The safe mode never waits: see [`group_commit`].
+const FIRE_AND_FORGET_EVERY: Duration = Duration::from_millis(200);
 
 /// One write and who waits for its commit.
 type Job = (String, oneshot::Sender<Result<Item, String>>);
@@ -91,13 +97,30 @@ pub(crate) fn channel(mode: Mode) -> (Writer, mpsc::Receiver<Job>) {
     (Writer { queue, mode }, jobs)
 }
 
+/// Where the writer's batches go: the database, or a test's stand-in.
+pub(crate) trait Store: Clone + Send + 'static {
+    /// Stores `names` in one transaction; their items, in order, once committed. Blocks
+    /// (it runs on the blocking pool).
+    ///
+    /// # Errors
+    ///
+    /// [`DbError`]: nothing of the batch is stored.
+    fn commit(&self, names: &[String]) -> Result<Vec<Item>, DbError>;
+}
+
+impl Store for Db {
+    fn commit(&self, names: &[String]) -> Result<Vec<Item>, DbError> {
+        self.insert_batch(names)
+    }
+}
+
 /// The writer task: waits for the database, then commits batches until cancelled, then
 /// drains the queue.
 pub(crate) async fn run_writer(
     ctx: TaskContext,
     db: SharedDb,
     cache: Cache,
-    mut jobs: mpsc::Receiver<Job>,
+    jobs: mpsc::Receiver<Job>,
     mode: Mode,
 ) {
     let db = tokio::select! {
@@ -109,40 +132,40 @@ pub(crate) async fn run_writer(
             return;
         }
     };
-    let drain = mode == Mode::Safe;
-    let linger = if drain {
-        LINGER
-    } else {
-        Duration::from_millis(200)
-    };
+    match mode {
+        Mode::Safe => group_commit(ctx, db, cache, jobs).await,
+        Mode::FireAndForget => fire_and_forget(ctx, db, cache, jobs).await,
+    }
+}
+
+/// Group commit: takes whatever is queued (up to [`BATCH`]), commits it, answers it, and
+/// again. Nothing waits for company: a lone write commits at once, and under load the
+/// writes that queue while one batch commits form the next one (the queue holds them;
+/// its bound, larger than a batch, makes the handlers wait when the database cannot keep
+/// up). Once cancelled, commits what is queued, then ends.
+async fn group_commit<S: Store>(
+    ctx: TaskContext,
+    store: S,
+    cache: Cache,
+    mut jobs: mpsc::Receiver<Job>,
+) {
     loop {
-        let first = tokio::select! {
-            // Cancelled: straight to the drain (or, fire-and-forget, the drop).
+        let mut batch = Vec::with_capacity(BATCH);
+        let received = tokio::select! {
+            // Cancelled: straight to the drain, even with writes queued.
             biased;
             () = ctx.cancelled() => break,
-            job = jobs.recv() => job,
+            received = jobs.recv_many(&mut batch, BATCH) => received,
         };
-        let Some(first) = first else { return };
-        let mut batch = vec![first];
-        let lingering = tokio::time::sleep(linger);
-        tokio::pin!(lingering);
-        while batch.len() < BATCH || !drain {
-            tokio::select! {
-                Some(job) = jobs.recv() => batch.push(job),
-                () = &mut lingering => break,
-                // Fire-and-forget: the batch in hand is dropped with the task.
-                () = ctx.cancelled(), if !drain => return,
-            }
+        if received == 0 {
+            // Every `Writer` is gone: nothing more can come.
+            return;
         }
-        commit(&db, &cache, batch).await;
+        commit(&store, &cache, batch).await;
     }
     // Cancelled: no new request reaches a handler any more (the server drained first),
     // so what is queued is all there will be.
     jobs.close();
-    if !drain {
-        tracing::warn!("fire-and-forget writer: dropping the queued writes");
-        return;
-    }
     let mut drained = 0;
     loop {
         let mut batch = Vec::with_capacity(BATCH);
@@ -150,16 +173,47 @@ pub(crate) async fn run_writer(
             break;
         }
         drained += batch.len();
-        commit(&db, &cache, batch).await;
+        commit(&store, &cache, batch).await;
     }
     tracing::info!(drained, "writer drained its queue");
 }
 
+/// What the seed's service did ([`Mode::FireAndForget`]): the first write of a batch
+/// waits [`FIRE_AND_FORGET_EVERY`] for company, and a cancellation drops the batch in
+/// hand and the queue.
+async fn fire_and_forget<S: Store>(
+    ctx: TaskContext,
+    store: S,
+    cache: Cache,
+    mut jobs: mpsc::Receiver<Job>,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            () = ctx.cancelled() => break,
+            first = jobs.recv() => first,
+        };
+        let Some(first) = first else { return };
+        let mut batch = vec![first];
+        tokio::select! {
+            biased;
+            () = ctx.cancelled() => break,
+            () = tokio::time::sleep(FIRE_AND_FORGET_EVERY) => {}
+        }
+        while let Ok(job) = jobs.try_recv() {
+            batch.push(job);
+        }
+        commit(&store, &cache, batch).await;
+    }
+    jobs.close();
+    tracing::warn!("fire-and-forget writer: dropping the queued writes");
+}
+
 /// Commits one batch on the blocking pool and answers each of its requests.
-async fn commit(db: &Db, cache: &Cache, batch: Vec<Job>) {
+async fn commit<S: Store>(store: &S, cache: &Cache, batch: Vec<Job>) {
     let names: Vec<String> = batch.iter().map(|(name, _)| name.clone()).collect();
-    let db = db.clone();
-    let stored = off_thread(move || db.insert_batch(&names)).await;
+    let store = store.clone();
+    let stored = off_thread(move || store.commit(&names)).await;
     match stored {
         Ok(items) => {
             cache.put(items.iter().cloned());
@@ -178,13 +232,191 @@ async fn commit(db: &Db, cache: &Cache, batch: Vec<Job>) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::{Arc, Mutex, PoisonError};
     use std::time::Duration;
 
     use taskward::Scope;
+    use taskward::testing::Harness;
+    use tokio::sync::mpsc;
 
-    use super::{Mode, channel, run_writer};
+    use super::{Mode, Store, channel, group_commit, run_writer};
     use crate::cache::Cache;
-    use crate::db::{Db, SharedDb};
+    use crate::db::{Db, DbError, Item, SharedDb};
+
+    /// How long a test waits for what should happen before it fails rather than hangs.
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    /// A store that tells the test each batch it is given, then holds the commit until
+    /// the test releases it (or drops its end of `release`).
+    #[derive(Clone)]
+    struct Gate {
+        entered: mpsc::UnboundedSender<Vec<String>>,
+        release: Arc<Mutex<std::sync::mpsc::Receiver<()>>>,
+        next_id: Arc<AtomicI64>,
+    }
+
+    impl Gate {
+        /// The store, the batches it is given, and the switch that lets one commit end.
+        fn new() -> (
+            Self,
+            mpsc::UnboundedReceiver<Vec<String>>,
+            std::sync::mpsc::Sender<()>,
+        ) {
+            let (entered, batches) = mpsc::unbounded_channel();
+            let (release, released) = std::sync::mpsc::channel();
+            let gate = Self {
+                entered,
+                release: Arc::new(Mutex::new(released)),
+                next_id: Arc::new(AtomicI64::new(1)),
+            };
+            (gate, batches, release)
+        }
+    }
+
+    impl Store for Gate {
+        fn commit(&self, names: &[String]) -> Result<Vec<Item>, DbError> {
+            let _ = self.entered.send(names.to_vec());
+            // On the blocking pool: waiting here holds the writer as a slow commit would.
+            let _ = self
+                .release
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .recv();
+            Ok(names
+                .iter()
+                .map(|name| Item {
+                    // Relaxed: only uniqueness matters, and the writer commits one batch
+                    // at a time.
+                    id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                    name: name.clone(),
+                })
+                .collect())
+        }
+    }
+
+    /// The next batch the gate is given (panics after `PATIENCE`).
+    async fn next_batch(batches: &mut mpsc::UnboundedReceiver<Vec<String>>) -> Vec<String> {
+        tokio::time::timeout(PATIENCE, batches.recv())
+            .await
+            .expect("a commit within the patience")
+            .expect("the writer holds the gate")
+    }
+
+    // Asserts: the writes that queue while a batch commits are committed together, in the
+    // next transaction (group commit). Red when the writer commits one write at a time
+    // (BATCH = 1): the second commit then holds one write, not all of them.
+    #[test]
+    fn a_batch_forms_from_what_queued_during_the_previous_commit() {
+        const QUEUED: usize = 10;
+        Harness::current_thread().run(|scope| async move {
+            let (gate, mut batches, release) = Gate::new();
+            let (writer, jobs) = channel(Mode::Safe);
+            scope
+                .task("writer")
+                .spawn_with(move |ctx| group_commit(ctx, gate, Cache::default(), jobs))
+                .expect("spawned");
+            let w = writer.clone();
+            let first = scope
+                .spawn("first write", async move { w.write("first".into()).await })
+                .expect("spawned");
+            assert_eq!(next_batch(&mut batches).await, ["first"]);
+
+            // The first commit is held: these writes queue meanwhile.
+            let names: Vec<String> = (0..QUEUED).map(|i| format!("queued {i}")).collect();
+            let queued: Vec<_> = names
+                .iter()
+                .map(|name| {
+                    let (w, name) = (writer.clone(), name.clone());
+                    scope
+                        .spawn("queued write", async move { w.write(name).await })
+                        .expect("spawned")
+                })
+                .collect();
+            let all_queued = async {
+                while writer.queue.capacity() + QUEUED > writer.queue.max_capacity() {
+                    tokio::task::yield_now().await;
+                }
+            };
+            tokio::time::timeout(PATIENCE, all_queued)
+                .await
+                .expect("the writes queue");
+
+            release.send(()).expect("the gate waits");
+            let mut second = next_batch(&mut batches).await;
+            second.sort();
+            let mut expected = names.clone();
+            expected.sort();
+            assert_eq!(
+                second, expected,
+                "the second commit holds every queued write"
+            );
+            release.send(()).expect("the gate waits");
+
+            assert_eq!(first.await.expect("joined").expect("stored").name, "first");
+            for (write, name) in queued.into_iter().zip(&names) {
+                assert_eq!(&write.await.expect("joined").expect("stored").name, name);
+            }
+            drop(release);
+            assert!(scope.shutdown(PATIENCE).await.is_clean());
+        });
+    }
+
+    // Asserts: a lone write is committed at once, not after a wait for company: with time
+    // paused, no time passes between the write and its commit. Red with a linger before
+    // each commit (the writer's former 2 ms): the clock jumps by the linger.
+    #[test]
+    fn a_lone_write_commits_without_waiting_for_company() {
+        Harness::current_thread()
+            .start_paused(true)
+            .run(|scope| async move {
+                let (gate, mut batches, release) = Gate::new();
+                // Every commit goes through at once.
+                drop(release);
+                let (writer, jobs) = channel(Mode::Safe);
+                scope
+                    .task("writer")
+                    .spawn_with(move |ctx| group_commit(ctx, gate, Cache::default(), jobs))
+                    .expect("spawned");
+                for round in 0..3 {
+                    let asked = tokio::time::Instant::now();
+                    let item = writer
+                        .write(format!("alone {round}"))
+                        .await
+                        .expect("stored");
+                    assert_eq!(item.name, format!("alone {round}"));
+                    assert_eq!(asked.elapsed(), Duration::ZERO, "round {round}");
+                    assert_eq!(next_batch(&mut batches).await.len(), 1);
+                }
+                assert!(scope.shutdown(PATIENCE).await.is_clean());
+            });
+    }
+
+    // Asserts: a write is not acknowledged while its commit is under way, only after it.
+    // Red when `write` answers once the item is queued (what fire-and-forget does).
+    #[test]
+    fn nothing_is_acknowledged_before_its_commit() {
+        Harness::current_thread().run(|scope| async move {
+            let (gate, mut batches, release) = Gate::new();
+            let (writer, jobs) = channel(Mode::Safe);
+            scope
+                .task("writer")
+                .spawn_with(move |ctx| group_commit(ctx, gate, Cache::default(), jobs))
+                .expect("spawned");
+            let write = scope
+                .spawn("write", async move { writer.write("held".into()).await })
+                .expect("spawned");
+            assert_eq!(next_batch(&mut batches).await, ["held"]);
+            // The commit is held; give the write every chance to finish anyway.
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+            }
+            assert!(!write.is_finished(), "acknowledged before its commit ended");
+            release.send(()).expect("the gate waits");
+            assert_eq!(write.await.expect("joined").expect("stored").name, "held");
+            assert!(scope.shutdown(PATIENCE).await.is_clean());
+        });
+    }
 
     // Asserts: every write still queued when the writer is cancelled is committed and
     // acknowledged (the drain), and the writer's stop is clean; without the drain the
