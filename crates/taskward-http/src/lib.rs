@@ -11,22 +11,33 @@
 pub struct ReadmeDoctests;
 
 mod client;
+mod client_builder;
+mod connector;
 mod drain;
 mod error;
 mod health;
 mod listener;
+mod request_builder;
 mod requests;
 mod resolve;
+mod response;
+mod retry;
 mod server;
 mod streams;
+mod tls;
 mod worker;
 
 pub use client::Client;
+pub use client_builder::ClientBuilder;
+pub use error::ClientBuildError;
 pub use error::{ClientError, ServeError, WorkerError};
 pub use health::{Health, HealthPaths};
 pub use listener::ListenAddr;
+pub use request_builder::RequestBuilder;
 pub use requests::RequestCount;
+pub use response::Response;
 pub use server::{Body, HttpService, Server, ServerHandle};
+pub use tls::{Certificate, Identity};
 pub use worker::{
     DRAIN_DELAY_ENV, GRACEFUL_TIMEOUT_ENV, MAX_REQUESTS_ENV, Worker, early_report_at,
 };
