@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::client_builder::ClientBuilder;
-use crate::connector::{Connector, HandshakeFailed};
+use crate::connector::{Connector, HandshakeFailed, TlsFailure};
 use crate::error::{ClientBuildError, ClientError};
 use crate::request_builder::{Outgoing, RequestBuilder};
 use crate::response::Response;
@@ -484,29 +484,66 @@ impl Failed {
         match self {
             Self::Closed => ClientError::Closed,
             Self::Timeout => ClientError::Timeout(timeout),
-            Self::Hyper(source) if source.is_connect() => {
+            Self::Hyper(source) => {
                 let host = host.to_owned();
-                if caused_by::<HandshakeFailed>(&source) {
-                    ClientError::Tls { host, source }
-                } else {
+                if tls_caused(&source) {
+                    ClientError::Tls {
+                        host,
+                        source: source.into(),
+                    }
+                } else if let Some(tls) = session_failure(&source) {
+                    ClientError::Tls {
+                        host,
+                        source: Box::new(TlsSessionFailed(tls)),
+                    }
+                } else if source.is_connect() {
                     ClientError::Connect { host, source }
+                } else {
+                    ClientError::Request(source)
                 }
             }
-            Self::Hyper(source) => ClientError::Request(source),
         }
     }
 }
 
-/// Whether `error`'s chain holds an `E`.
-fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if error.is::<E>() {
+/// Whether `error`'s chain holds a failed handshake or a rustls error (which an I/O error
+/// carries without showing it as its `source`).
+fn tls_caused(error: &HyperError) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(link) = next {
+        let carries_rustls = link
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .is_some_and(|inner| inner.is::<rustls::Error>());
+        if carries_rustls || link.is::<HandshakeFailed>() || link.is::<rustls::Error>() {
             return true;
         }
-        next = error.source();
+        next = link.source();
     }
     false
+}
+
+/// The TLS error that ended the connection `error` happened on, if one did.
+fn session_failure(error: &HyperError) -> Option<rustls::Error> {
+    let mut extensions = http::Extensions::new();
+    error.connect_info()?.get_extras(&mut extensions);
+    extensions.get::<Arc<TlsFailure>>()?.get().cloned()
+}
+
+/// The TLS session ended with an error after its handshake; the rustls error says why.
+#[derive(Debug)]
+struct TlsSessionFailed(rustls::Error);
+
+impl std::fmt::Display for TlsSessionFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the TLS session failed after the handshake")
+    }
+}
+
+impl std::error::Error for TlsSessionFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
 }
 
 fn host_of(uri: &Uri) -> String {

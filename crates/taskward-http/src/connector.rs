@@ -12,7 +12,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -206,11 +206,37 @@ enum Stream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+/// The TLS error a connection's reads or writes met after its handshake (a server that
+/// refuses the client's certificate says so then, in TLS 1.3). hyper's HTTP/2 connection
+/// keeps its I/O error to itself and fails its requests as "channel closed": the client
+/// finds the cause here, through the connection's `Connected` extras.
+#[derive(Debug, Default)]
+pub(crate) struct TlsFailure(OnceLock<rustls::Error>);
+
+impl TlsFailure {
+    pub(crate) fn get(&self) -> Option<&rustls::Error> {
+        self.0.get()
+    }
+
+    fn note<T>(&self, polled: &Poll<io::Result<T>>) {
+        if let Poll::Ready(Err(error)) = polled {
+            if let Some(tls) = error
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+            {
+                // The first one is the cause; what follows is its consequence.
+                let _ = self.0.set(tls.clone());
+            }
+        }
+    }
+}
+
 /// A connection of the client: TCP or TLS, with a log of its exchanges for the retry
-/// decision (see `retry.rs`).
+/// decision (see `retry.rs`) and, for TLS, the error that ended the session.
 pub(crate) struct Conn {
     stream: Stream,
     exchanges: Arc<Exchanges>,
+    tls_failure: Arc<TlsFailure>,
 }
 
 impl Conn {
@@ -218,6 +244,7 @@ impl Conn {
         Self {
             stream,
             exchanges: Arc::default(),
+            tls_failure: Arc::default(),
         }
     }
 }
@@ -228,7 +255,7 @@ impl Connection for Conn {
             Stream::Plain(tcp) => tcp.connected(),
             Stream::Tls(tls) => {
                 let (tcp, session) = tls.get_ref();
-                let connected = tcp.connected();
+                let connected = tcp.connected().extra(Arc::clone(&self.tls_failure));
                 if session.alpn_protocol() == Some(b"h2") {
                     connected.negotiated_h2()
                 } else {
@@ -252,6 +279,7 @@ impl AsyncRead for Conn {
             Stream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
             Stream::Tls(tls) => Pin::new(&mut **tls).poll_read(cx, buf),
         };
+        this.tls_failure.note(&polled);
         let read = buf.filled().len() - before;
         if read > 0 {
             this.exchanges.read(read);
@@ -271,6 +299,7 @@ impl AsyncWrite for Conn {
             Stream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
             Stream::Tls(tls) => Pin::new(&mut **tls).poll_write(cx, buf),
         };
+        this.tls_failure.note(&polled);
         if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
             this.exchanges.wrote();
         }
@@ -287,6 +316,7 @@ impl AsyncWrite for Conn {
             Stream::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
             Stream::Tls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
         };
+        this.tls_failure.note(&polled);
         if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
             this.exchanges.wrote();
         }
@@ -301,10 +331,13 @@ impl AsyncWrite for Conn {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().stream {
+        let this = self.get_mut();
+        let polled = match &mut this.stream {
             Stream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
             Stream::Tls(tls) => Pin::new(&mut **tls).poll_flush(cx),
-        }
+        };
+        this.tls_failure.note(&polled);
+        polled
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

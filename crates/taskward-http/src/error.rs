@@ -51,16 +51,17 @@ pub enum ClientError {
         #[source]
         source: hyper_util::client::legacy::Error,
     },
-    /// The TLS handshake failed: the server's certificate is not trusted or not valid
-    /// for the host, the server refused the client's certificate, or the handshake was
-    /// cut.
-    #[error("TLS handshake with {host} failed")]
+    /// TLS failed: the server's certificate is not trusted or not valid for the host,
+    /// the handshake failed or was cut, or the server ended the session with an error
+    /// (as when it refuses the client's certificate: TLS 1.3 says so only after the
+    /// handshake, on the first request).
+    #[error("TLS with {host} failed")]
     Tls {
         /// The host of the request's URL.
         host: String,
-        /// What hyper reported; the rustls error is further down its chain.
+        /// What went wrong; the rustls error, when there is one, is in its chain.
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// What hyper reported once connected: protocol or I/O errors.
     #[error("request failed")]
