@@ -127,7 +127,6 @@ impl Client {
     /// # Ok(())
     /// # }
     /// ```
-    #[must_use]
     pub fn builder() -> ClientBuilder {
         ClientBuilder::new()
     }

@@ -69,24 +69,57 @@ impl Response {
     }
 
     /// The status code.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: taskward_http::Client) -> Result<(), taskward_http::ClientError> {
+    /// let found = client.get("https://example.com/").send().await?.status().is_success();
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn status(&self) -> StatusCode {
         self.response.status()
     }
 
     /// The HTTP version the response came in (`HTTP/2.0` when TLS negotiated it).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: taskward_http::Client) -> Result<(), taskward_http::ClientError> {
+    /// let h2 = client.get("https://example.com/").send().await?.version() == http::Version::HTTP_2;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn version(&self) -> Version {
         self.response.version()
     }
 
     /// The response headers.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: taskward_http::Client) -> Result<(), taskward_http::ClientError> {
+    /// let response = client.get("https://example.com/").send().await?;
+    /// let etag = response.headers().get(http::header::ETAG).cloned();
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn headers(&self) -> &HeaderMap {
         self.response.headers()
     }
 
     /// The body's length as the server announced it (`Content-Length`), if it did.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: taskward_http::Client) -> Result<(), taskward_http::ClientError> {
+    /// let length = client.head("https://example.com/big.iso").send().await?.content_length();
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn content_length(&self) -> Option<u64> {
         self.response
@@ -99,6 +132,14 @@ impl Response {
     }
 
     /// Reads at most `limit` bytes of body, instead of the client's limit.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: taskward_http::Client) -> Result<(), taskward_http::ClientError> {
+    /// let page = client.get("https://example.com/").send().await?.body_limit(1 << 20).text().await?;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn body_limit(mut self, limit: usize) -> Self {
         self.limit = limit;
@@ -117,6 +158,14 @@ impl Response {
     /// # Cancel safety
     ///
     /// Dropping the future drops the body; its connection is not reused.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: taskward_http::Client) -> Result<(), taskward_http::ClientError> {
+    /// let logo = client.get("https://example.com/logo.png").send().await?.bytes().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn bytes(self) -> Result<Bytes, ClientError> {
         let limit = self.limit;
         if self
@@ -169,6 +218,14 @@ impl Response {
     /// # Cancel safety
     ///
     /// As [`bytes`](Self::bytes).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: taskward_http::Client) -> Result<(), taskward_http::ClientError> {
+    /// let page = client.get("https://example.com/").send().await?.text().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn text(self) -> Result<String, ClientError> {
         let body = self.bytes().await?;
         Ok(String::from_utf8_lossy(&body).into_owned())
@@ -183,12 +240,33 @@ impl Response {
     /// # Cancel safety
     ///
     /// As [`bytes`](Self::bytes).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: taskward_http::Client) -> Result<(), taskward_http::ClientError> {
+    /// let value: serde_json::Value = client.get("https://example.com/api").send().await?.json().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn json<T: DeserializeOwned>(self) -> Result<T, ClientError> {
         let body = self.bytes().await?;
         serde_json::from_slice(&body).map_err(ClientError::Json)
     }
 
     /// The `http::Response`, to read its body as a stream.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run(client: taskward_http::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use http_body_util::BodyExt;
+    ///
+    /// let mut body = client.get("https://example.com/feed").send().await?.into_http().into_body();
+    /// while let Some(frame) = body.frame().await {
+    ///     let _chunk = frame?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn into_http(self) -> http::Response<Incoming> {
         self.response

@@ -47,6 +47,19 @@ impl Certificate {
     /// # Errors
     ///
     /// [`ClientBuildError::Pem`] if a block cannot be read, or there is none.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use taskward_http::{Certificate, Client};
+    ///
+    /// let mut builder = Client::builder();
+    /// for ca in Certificate::from_pem_bundle(&std::fs::read("/etc/pki/bundle.pem")?)? {
+    ///     builder = builder.add_root_certificate(ca);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn from_pem_bundle(pem: &[u8]) -> Result<Vec<Self>, ClientBuildError> {
         let certs = CertificateDer::pem_slice_iter(pem)
             .map(|cert| cert.map(Self))
@@ -58,7 +71,20 @@ impl Certificate {
         Ok(certs)
     }
 
-    /// A certificate in DER form.
+    /// A certificate in DER form; checked when the client is built.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use taskward_http::{Certificate, Client};
+    ///
+    /// let garbage = Certificate::from_der(vec![0x30, 0x00]);
+    /// let app = taskward::Scope::root("app");
+    /// assert!(Client::builder().add_root_certificate(garbage).build(&app).is_err());
+    /// # }
+    /// ```
     #[must_use]
     pub fn from_der(der: impl Into<Vec<u8>>) -> Self {
         Self(CertificateDer::from(der.into()))
@@ -99,6 +125,14 @@ impl Identity {
     /// # Errors
     ///
     /// [`ClientBuildError::Pem`] if there is no certificate or no private key.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let me = taskward_http::Identity::from_pem(&std::fs::read("/etc/pki/me.pem")?)?;
+    /// # Ok(()) }
+    /// ```
     pub fn from_pem(pem: &[u8]) -> Result<Self, ClientBuildError> {
         let chain = CertificateDer::pem_slice_iter(pem)
             .collect::<Result<Vec<_>, _>>()
