@@ -28,18 +28,113 @@ pub enum ServeError {
 }
 
 /// A request of the [`Client`](crate::Client) failed.
+///
+/// A failure to reach the server is [`Connect`](Self::Connect), a failed TLS handshake
+/// [`Tls`](Self::Tls), both naming the host; no answer in time is
+/// [`Timeout`](Self::Timeout); what went wrong once connected is
+/// [`Request`](Self::Request) (headers) or [`Body`](Self::Body).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
     /// The client was closed (before the request, or before its response arrived).
     #[error("the client is closed")]
     Closed,
-    /// No response headers within the client's timeout.
+    /// No response (headers, or the body read with [`Response`](crate::Response)'s
+    /// methods) within the request's timeout.
     #[error("no response within {0:?}")]
     Timeout(std::time::Duration),
-    /// What hyper reported: connect, protocol or I/O errors.
+    /// The server could not be reached: name lookup, TCP connect, or the client's connect
+    /// timeout.
+    #[error("cannot connect to {host}")]
+    Connect {
+        /// The host of the request's URL.
+        host: String,
+        /// What hyper reported, with the cause in its chain.
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    /// TLS failed: the server's certificate is not trusted or not valid for the host,
+    /// the handshake failed or was cut, or the server ended the session with an error
+    /// (as when it refuses the client's certificate: TLS 1.3 says so only after the
+    /// handshake, on the first request).
+    #[error("TLS with {host} failed")]
+    Tls {
+        /// The host of the request's URL.
+        host: String,
+        /// What went wrong; the rustls error, when there is one, is in its chain.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// What hyper reported once connected: protocol or I/O errors.
     #[error("request failed")]
     Request(#[source] hyper_util::client::legacy::Error),
+    /// The request could not be built: a URL, header name or value that does not parse.
+    #[error("invalid request")]
+    Invalid(#[source] http::Error),
+    /// The URL cannot be requested: no scheme or host, or a scheme other than `http` and
+    /// `https`.
+    #[error("cannot request {url:?}: {reason}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The request body could not be serialized as JSON.
+    #[error("the request body cannot be serialized as JSON")]
+    Serialize(#[source] serde_json::Error),
+    /// The response body is longer than the limit.
+    #[error("the response body is longer than {limit} bytes")]
+    BodyTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// Reading the response body failed.
+    #[error("reading the response body failed")]
+    Body(#[source] hyper::Error),
+    /// The response body is not the JSON expected.
+    #[error("the response body is not the JSON expected")]
+    Json(#[source] serde_json::Error),
+}
+
+/// A [`Client`](crate::Client) could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientBuildError {
+    /// A PEM document given for TLS cannot be used.
+    #[error("cannot read the {what} PEM: {reason}")]
+    Pem {
+        /// What the document was for: `certificate` or `client identity`.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The platform's trust store was asked for and yielded no certificate.
+    #[error("no certificate from the platform's trust store: {0}")]
+    NativeRoots(String),
+    /// rustls refused the configuration (as a client certificate whose key does not
+    /// match).
+    #[error("invalid TLS configuration: {0}")]
+    Tls(String),
+    /// The user agent is not a valid header value.
+    #[error("invalid user agent")]
+    UserAgent(#[source] http::header::InvalidHeaderValue),
+    /// The owning scope refused the client's scope (it is shutting down).
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}
+
+impl ClientBuildError {
+    pub(crate) fn pem(what: &'static str, reason: impl std::fmt::Display) -> Self {
+        Self::Pem {
+            what,
+            reason: reason.to_string(),
+        }
+    }
+
+    pub(crate) fn tls(error: rustls::Error) -> Self {
+        Self::Tls(error.to_string())
+    }
 }
 
 /// A [`Worker`](crate::Worker) could not start.

@@ -11,6 +11,8 @@
 pub struct ReadmeDoctests;
 
 mod client;
+mod client_builder;
+mod connector;
 pub mod debug;
 mod drain;
 mod error;
@@ -19,15 +21,21 @@ pub mod limits;
 mod listener;
 mod notify;
 pub mod protocol;
+mod request_builder;
 mod requests;
 mod resolve;
+mod response;
+mod retry;
 mod server;
 mod streams;
 mod throttle;
 mod timeouts;
+mod tls;
 mod worker;
 
 pub use client::Client;
+pub use client_builder::ClientBuilder;
+pub use error::ClientBuildError;
 pub use error::{ClientError, ServeError, WorkerError};
 pub use health::{Health, HealthPaths};
 pub use listener::ListenAddr;
@@ -37,7 +45,10 @@ pub use protocol::env::{
     DRAIN_DELAY as DRAIN_DELAY_ENV, GRACEFUL_TIMEOUT as GRACEFUL_TIMEOUT_ENV,
     MAX_REQUESTS as MAX_REQUESTS_ENV,
 };
+pub use request_builder::RequestBuilder;
 pub use requests::RequestCount;
+pub use response::Response;
 pub use server::{Body, HttpService, Server, ServerHandle};
 pub use timeouts::Timeouts;
+pub use tls::{Certificate, Identity};
 pub use worker::Worker;
