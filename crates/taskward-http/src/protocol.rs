@@ -339,7 +339,9 @@ pub fn parse_watchdog_usec(value: &OsStr) -> Result<Duration, EnvError> {
 #[must_use]
 pub fn format_watchdog_usec(every: Duration) -> Option<String> {
     let micros = every.as_micros();
-    (1..=u128::from(MAX_SECONDS) * 1_000_000).contains(&micros).then(|| micros.to_string())
+    (1..=u128::from(MAX_SECONDS) * 1_000_000)
+        .contains(&micros)
+        .then(|| micros.to_string())
 }
 
 /// The field that reports `served` requests: `X_TASKWARD_REQUESTS=<served>`.
