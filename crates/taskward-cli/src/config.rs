@@ -1781,6 +1781,154 @@ mod tests {
         assert!(load("big.toml").is_ok(), "a file within the limit is read");
     }
 
+    // Asserts: the settings the workers also read are named as the protocol names them
+    // (config derives its variables from the keys; the protocol writes them once).
+    #[test]
+    fn shared_variables_are_the_protocols() {
+        assert_eq!(
+            Key::GracefulTimeout.env_var(),
+            protocol::env::GRACEFUL_TIMEOUT
+        );
+        assert_eq!(Key::MaxRequests.env_var(), protocol::env::MAX_REQUESTS);
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Settings other than `bind` (whose host names would be resolved, over DNS).
+        const SCALARS: [Key; 8] = [
+            Key::Workers,
+            Key::Timeout,
+            Key::GracefulTimeout,
+            Key::MaxRequests,
+            Key::MaxRequestsJitter,
+            Key::Backlog,
+            Key::AdminSocket,
+            Key::ReloadTimeout,
+        ];
+
+        /// Text a value may be: numbers of every shape, words, anything.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<u64>().prop_map(|n| n.to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|n| n.to_string()),
+                "[0-9.eE+-]{0,12}",
+                any::<String>().prop_map(|s| s.replace(['\0', ':'], "")),
+            ]
+        }
+
+        /// A TOML value as it would be written in the file.
+        fn toml_value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|n| format!("{n:?}")),
+                Just("nan".to_owned()),
+                Just("-inf".to_owned()),
+                Just("true".to_owned()),
+                Just("[1, 2]".to_owned()),
+                Just("{ a = 1 }".to_owned()),
+                text().prop_map(|s| format!("{s:?}")),
+                "[ -~]{0,10}",
+            ]
+        }
+
+        fn file_line() -> impl Strategy<Value = String> {
+            let key = prop_oneof![
+                4 => proptest::sample::select(SCALARS.to_vec()).prop_map(|k| k.name().to_owned()),
+                1 => "[a-z_-]{1,12}",
+            ];
+            prop_oneof![
+                8 => (key, toml_value()).prop_map(|(k, v)| format!("{k} = {v}")),
+                1 => Just("bind = [\"127.0.0.1:0\", \"unix:/x.sock\"]".to_owned()),
+                1 => "[ -~]{0,20}",
+            ]
+        }
+
+        fn check(
+            result: Result<ServeConfig, ConfigError>,
+            sources: &[&str],
+        ) -> Result<(), TestCaseError> {
+            match result {
+                Ok(config) => {
+                    prop_assert!(config.workers.get() <= MAX_WORKERS);
+                    prop_assert!(config.timeout.is_none_or(|t| t >= MIN_TIMEOUT));
+                    for duration in [config.graceful_timeout, config.reload_timeout]
+                        .into_iter()
+                        .chain(config.timeout)
+                    {
+                        prop_assert!(duration <= Duration::from_secs(MAX_SECONDS));
+                    }
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    prop_assert!(
+                        sources.iter().any(|source| message.starts_with(source)),
+                        "{message} names none of {sources:?}"
+                    );
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            // Asserts: any file text loads, or is refused naming the file (and its line
+            // for a bad value); a loaded configuration is within the documented ranges.
+            #[test]
+            fn any_file_loads_or_names_the_file(lines in proptest::collection::vec(file_line(), 0..6)) {
+                let dir = with_file(DEFAULT_CONFIG_FILE, &lines.join("\n"));
+                check(ServeConfig::load(flags(), no_env(), dir.path()), &["taskward.toml"])?;
+            }
+
+            // Asserts: any flag values load, or are refused naming the flag.
+            #[test]
+            fn any_flags_load_or_name_the_flag(
+                values in proptest::collection::vec((proptest::sample::select(SCALARS.to_vec()), text()), 0..4),
+            ) {
+                let dir = TempDir::new("config");
+                let mut given = flags();
+                for (key, value) in &values {
+                    let value = Some(value.clone());
+                    match key {
+                        Key::Workers => given.workers = value,
+                        Key::Timeout => given.timeout = value,
+                        Key::GracefulTimeout => given.graceful_timeout = value,
+                        Key::MaxRequests => given.max_requests = value,
+                        Key::MaxRequestsJitter => given.max_requests_jitter = value,
+                        Key::Backlog => given.backlog = value,
+                        Key::AdminSocket => given.admin_socket = value.map(PathBuf::from),
+                        Key::ReloadTimeout => given.reload_timeout = value,
+                        Key::Bind => unreachable!("not generated"),
+                    }
+                }
+                let sources: Vec<String> = values.iter().map(|(key, _)| format!("flag {}: {}", key.flag(), key.name())).collect();
+                let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+                check(ServeConfig::load(given, no_env(), dir.path()), &sources)?;
+            }
+
+            // Asserts: any environment loads, or is refused naming the variable
+            // (TASKWARD_DRAIN_DELAY, the workers' setting, included).
+            #[test]
+            fn any_environment_loads_or_names_the_variable(
+                values in proptest::collection::vec((proptest::sample::select(SCALARS.to_vec()), text()), 0..4),
+                drain_delay in proptest::option::of(text()),
+            ) {
+                let dir = TempDir::new("config");
+                let mut vars: Vec<(String, String)> =
+                    values.iter().map(|(key, value)| (key.env_var(), value.clone())).collect();
+                vars.extend(drain_delay.map(|value| (protocol::env::DRAIN_DELAY.to_owned(), value)));
+                let pairs: Vec<(&str, &str)> = vars.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                let sources: Vec<String> = vars.iter().map(|(name, _)| format!("environment variable {name}")).collect();
+                let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+                check(ServeConfig::load(flags(), env(&pairs), dir.path()), &sources)?;
+            }
+        }
+    }
+
     #[test]
     fn env_var_names() {
         let names: Vec<String> = Key::ALL.into_iter().map(Key::env_var).collect();
