@@ -32,7 +32,7 @@
 //! | `max_requests` | `--max-requests` | 0 | recycle a worker after this many requests (its replacement starts at 3/4 of them); 0 disables |
 //! | `max_requests_jitter` | `--max-requests-jitter` | 0 | add up to this many to `max_requests`, per worker |
 //! | `backlog` | `--backlog` | 2048 | `listen(2)` backlog |
-//! | `admin_socket` | `--admin-socket` | `taskward.sock` | path of the admin socket; unset, `./taskward.sock` if it can be bound, else none |
+//! | `admin_socket` | `--admin-socket` | `taskward.sock` | path of the admin socket (mode 0600); unset, `./taskward.sock` if it can be bound, else none; another process accepting there is an error |
 //! | `reload_timeout` | `--reload-timeout` | 60 | seconds a new worker has to report `READY=1` |
 //!
 //! Durations are seconds, as an integer or a float (`2.5`), at most 31536000 (a year,
@@ -80,10 +80,11 @@ pub struct ServeFlags {
     /// [default: 127.0.0.1:8000].
     #[arg(short = 'b', long = "bind", value_name = "ADDRESS")]
     pub bind: Vec<OsString>,
-    /// Number of worker processes [default: 1].
+    /// Number of worker processes, 1 to 512 [default: 1].
     #[arg(short = 'w', long, value_name = "INT")]
     pub workers: Option<String>,
-    /// Seconds without a heartbeat before a worker is killed; 0 disables [default: 30].
+    /// Seconds without a heartbeat before a worker is killed, at least 0.001; 0 disables
+    /// [default: 30].
     #[arg(short = 't', long, value_name = "SECONDS")]
     pub timeout: Option<String>,
     /// Seconds a stopping worker has before it is killed [default: 30].
@@ -98,7 +99,8 @@ pub struct ServeFlags {
     /// The listen(2) backlog [default: 2048].
     #[arg(long, value_name = "INT")]
     pub backlog: Option<String>,
-    /// The TOML config file [default: taskward.toml, if it exists].
+    /// The TOML config file, a regular file of at most 1 MiB [default: taskward.toml, if
+    /// it exists].
     #[arg(short = 'c', long = "config", value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Path of the admin socket read by `taskward status`.
