@@ -400,19 +400,4 @@ mod tests {
         );
         drop(listener);
     }
-
-    // Asserts: the admin socket is created 0600 whatever the umask (before: 0777 less
-    // the umask, so srwxrwxrwx under umask 000).
-    #[test]
-    fn the_admin_socket_is_private_whatever_the_umask() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = TempDir::new("admin");
-        let path = dir.path().join("taskward.sock");
-        let before = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0));
-        let bound = crate::listen::bind_private(&path);
-        rustix::process::umask(before);
-        let _listener = bound.expect("bound");
-        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
-    }
 }
