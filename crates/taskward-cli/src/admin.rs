@@ -92,13 +92,34 @@ pub(crate) fn bind(path: &Path) -> io::Result<UnixListener> {
         })
 }
 
+/// How many replies the master writes at once. Each holds a descriptor for up to
+/// [`REPLY_TIMEOUT`]: without a bound, readers arriving faster than that could still
+/// use up the descriptors the master needs to start workers.
+pub const MAX_READERS: usize = 64;
+
+/// The replies being written.
+static READERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_READERS);
+
 /// Writes `status` to a connected `taskward status`, then closes; gives up after
-/// [`REPLY_TIMEOUT`] on a reader that does not take it.
+/// [`REPLY_TIMEOUT`] on a reader that does not take it, and closes at once when
+/// [`MAX_READERS`] replies are being written already.
 pub(crate) async fn reply(stream: UnixStream, status: Status) {
-    reply_within(stream, status, REPLY_TIMEOUT).await;
+    reply_within(stream, status, REPLY_TIMEOUT, &READERS).await;
 }
 
-async fn reply_within(mut stream: UnixStream, status: Status, timeout: Duration) {
+async fn reply_within(
+    mut stream: UnixStream,
+    status: Status,
+    timeout: Duration,
+    readers: &tokio::sync::Semaphore,
+) {
+    let Ok(_permit) = readers.try_acquire() else {
+        tracing::debug!(
+            readers = MAX_READERS,
+            "status reader refused: as many replies are being written"
+        );
+        return;
+    };
     let body = match serde_json::to_vec(&status) {
         Ok(body) => body,
         Err(error) => {
@@ -152,6 +173,15 @@ pub async fn query_within(path: &Path, timeout: Duration) -> io::Result<Status> 
             ),
         )
     })??;
+    if body.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "{} closed the connection without a status (is the master busy with other readers?)",
+                path.display()
+            ),
+        ));
+    }
     serde_json::from_slice(&body).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
 }
 
@@ -364,12 +394,12 @@ mod tests {
         let (master_end, mut reader) = UnixStream::pair().expect("a socket pair");
         // Far more than the socket buffers hold: 2,000 workers with 4 KiB statuses.
         let big = status_with(&"x".repeat(4096), 2000);
-        let replied = tokio::spawn(reply_within(master_end, big, Duration::from_secs(5)));
+        let readers = tokio::sync::Semaphore::new(MAX_READERS);
+        let replied = reply_within(master_end, big, Duration::from_secs(5), &readers);
         // Paused time moves on only when every task waits: the timeout is what ends it.
         tokio::time::timeout(Duration::from_secs(3600), replied)
             .await
-            .expect("the reply gave up on the slow reader")
-            .expect("the reply task did not panic");
+            .expect("the reply gave up on the slow reader");
         let mut got = Vec::new();
         reader.read_to_end(&mut got).await.expect("read");
         assert!(
@@ -399,5 +429,54 @@ mod tests {
             "{error}"
         );
         drop(listener);
+    }
+
+    // Asserts: while MAX_READERS replies are being written, another reader is closed at
+    // once instead of holding a descriptor of the master's too; once one finishes, the
+    // next reader gets its status.
+    #[tokio::test(start_paused = true)]
+    async fn readers_past_the_limit_are_closed_at_once() {
+        let readers = tokio::sync::Semaphore::new(1);
+        let (slow_end, _slow_reader) = UnixStream::pair().expect("a socket pair");
+        let big = status_with(&"x".repeat(4096), 2000);
+        let slow = reply_within(slow_end, big, Duration::from_secs(5), &readers);
+        tokio::pin!(slow);
+        // The slow reply fills the socket buffer and waits.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), &mut slow)
+                .await
+                .is_err(),
+            "the slow reply is still being written"
+        );
+
+        let (refused_end, mut refused) = UnixStream::pair().expect("a socket pair");
+        reply_within(
+            refused_end,
+            status_with("ok", 1),
+            Duration::from_secs(5),
+            &readers,
+        )
+        .await;
+        let mut got = Vec::new();
+        refused.read_to_end(&mut got).await.expect("read");
+        assert!(
+            got.is_empty(),
+            "closed without a reply: {} bytes",
+            got.len()
+        );
+
+        slow.await;
+        let (next_end, mut next) = UnixStream::pair().expect("a socket pair");
+        reply_within(
+            next_end,
+            status_with("ok", 1),
+            Duration::from_secs(5),
+            &readers,
+        )
+        .await;
+        let mut got = Vec::new();
+        next.read_to_end(&mut got).await.expect("read");
+        let status: Status = serde_json::from_slice(&got).expect("a whole status");
+        assert_eq!(status.workers.len(), 1);
     }
 }
