@@ -170,7 +170,8 @@ impl Serve {
 
     /// The master's status, from its admin socket.
     pub(crate) async fn status(&self) -> Status {
-        taskward_cli::admin::query(&self.dir.join("taskward.sock"))
+        // PATIENCE, not the command's default: a slow machine must not fail a test.
+        taskward_cli::admin::query_within(&self.dir.join("taskward.sock"), PATIENCE)
             .await
             .expect("the master answers on its admin socket")
     }
