@@ -479,4 +479,20 @@ mod tests {
         let status: Status = serde_json::from_slice(&got).expect("a whole status");
         assert_eq!(status.workers.len(), 1);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        // Asserts: whatever a worker writes in STATUS=, what reaches the terminal has no
+        // control character or bidi override left, and plain text is shown unchanged.
+        #[test]
+        fn printable_leaves_no_control_characters(text in proptest::prelude::any::<String>()) {
+            let shown = printable(&text);
+            let unsafe_char = |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            proptest::prop_assert!(!shown.chars().any(unsafe_char), "{shown:?}");
+            if !text.chars().any(unsafe_char) {
+                proptest::prop_assert_eq!(shown.as_ref(), text.as_str());
+            }
+        }
+    }
 }
