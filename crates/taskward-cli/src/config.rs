@@ -19,27 +19,33 @@
 //! file or a stale environment variable is an error, not a value that silently stops
 //! mattering the day the flag is dropped. Each error is a [`ConfigError`] naming the key,
 //! where the value came from ([`Origin`]: flag, file and line, or variable) and what was
-//! wrong, for example `taskward.toml:3: workers: expected a positive integer, found "two"`.
+//! wrong, for example `taskward.toml:3: workers: expected an integer from 1 to 512, found "two"`.
 //!
 //! # Settings
 //!
 //! | key | flag | default | meaning |
 //! |---|---|---|---|
 //! | `bind` | `-b/--bind` (repeatable) | `127.0.0.1:8000` | `HOST:PORT` or `unix:PATH` |
-//! | `workers` | `-w/--workers` | 1 | worker processes, at least 1 |
-//! | `timeout` | `-t/--timeout` | 30 | seconds without a heartbeat before a worker is killed; 0 disables |
+//! | `workers` | `-w/--workers` | 1 | worker processes, 1 to 512 ([`MAX_WORKERS`]) |
+//! | `timeout` | `-t/--timeout` | 30 | seconds without a heartbeat before a worker is killed, at least 0.001; 0 disables |
 //! | `graceful_timeout` | `--graceful-timeout` | 30 | seconds a stopping worker has before SIGKILL |
 //! | `max_requests` | `--max-requests` | 0 | recycle a worker after this many requests (its replacement starts at 3/4 of them); 0 disables |
 //! | `max_requests_jitter` | `--max-requests-jitter` | 0 | add up to this many to `max_requests`, per worker |
 //! | `backlog` | `--backlog` | 2048 | `listen(2)` backlog |
-//! | `admin_socket` | `--admin-socket` | `taskward.sock` | path of the admin socket; unset, `./taskward.sock` if it can be bound, else none |
+//! | `admin_socket` | `--admin-socket` | `taskward.sock` | path of the admin socket (mode 0600); unset, `./taskward.sock` if it can be bound, else none; another process accepting there is an error |
 //! | `reload_timeout` | `--reload-timeout` | 60 | seconds a new worker has to report `READY=1` |
 //!
-//! Durations are seconds, as an integer or a float (`2.5`). In the environment, `bind` is
+//! Durations are seconds, as an integer or a float (`2.5`), at most 31536000 (a year,
+//! [`MAX_SECONDS`]: what the worker protocol carries). The config file must be a regular
+//! file of at most 1 MiB ([`MAX_CONFIG_FILE`]). In the environment, `bind` is
 //! comma-separated (so a unix socket path given there cannot contain a comma) and blanks
 //! around each address are ignored. An empty variable is a bad value, not an unset one.
 //! `max_requests_jitter` without `max_requests` is accepted and has no effect, as in
 //! Gunicorn: jitter only spreads out a limit that exists.
+//!
+//! `TASKWARD_DRAIN_DELAY` is not a setting of the master but of its workers, which
+//! inherit it (see [`taskward_http::protocol`]); the master checks it with the workers'
+//! parser, so that a bad value stops the master at start instead of every worker.
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
@@ -50,6 +56,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use taskward_http::protocol::{self, EnvError, MAX_SECONDS};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
@@ -73,10 +80,11 @@ pub struct ServeFlags {
     /// [default: 127.0.0.1:8000].
     #[arg(short = 'b', long = "bind", value_name = "ADDRESS")]
     pub bind: Vec<OsString>,
-    /// Number of worker processes [default: 1].
+    /// Number of worker processes, 1 to 512 [default: 1].
     #[arg(short = 'w', long, value_name = "INT")]
     pub workers: Option<String>,
-    /// Seconds without a heartbeat before a worker is killed; 0 disables [default: 30].
+    /// Seconds without a heartbeat before a worker is killed, at least 0.001; 0 disables
+    /// [default: 30].
     #[arg(short = 't', long, value_name = "SECONDS")]
     pub timeout: Option<String>,
     /// Seconds a stopping worker has before it is killed [default: 30].
@@ -91,7 +99,8 @@ pub struct ServeFlags {
     /// The listen(2) backlog [default: 2048].
     #[arg(long, value_name = "INT")]
     pub backlog: Option<String>,
-    /// The TOML config file [default: taskward.toml, if it exists].
+    /// The TOML config file, a regular file of at most 1 MiB [default: taskward.toml, if
+    /// it exists].
     #[arg(short = 'c', long = "config", value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Path of the admin socket read by `taskward status`.
@@ -229,6 +238,13 @@ pub enum ConfigError {
         #[source]
         source: io::Error,
     },
+    /// A variable of the worker protocol in the master's environment, which every
+    /// worker inherits, holds a value the workers would refuse (`TASKWARD_DRAIN_DELAY`).
+    #[error(
+        "environment variable {}, inherited by every worker: expected {}, found {}",
+        .0.var, .0.expected, .0.found
+    )]
+    WorkerEnv(EnvError),
     /// No program was given after `--`.
     #[error("no program to run: give it after `--`, as in `taskward serve -- PROGRAM [ARGS]`")]
     MissingProgram,
@@ -287,6 +303,7 @@ impl ServeConfig {
             None => Layer::default(),
         };
         let from_env = Layer::from_env(&env)?;
+        check_inherited(&env)?;
         let layer = from_flags.or(from_file).or(from_env);
 
         let mut program = flags.program.into_iter();
@@ -512,8 +529,14 @@ impl Raw<'_> {
         }
     }
 
-    /// Seconds as an integer or a float; finite and not negative.
+    /// Seconds as an integer or a float: finite, not negative, at most [`MAX_SECONDS`]
+    /// (what the worker protocol carries).
     fn to_duration(self) -> Option<Duration> {
+        self.to_any_duration()
+            .filter(|duration| *duration <= Duration::from_secs(MAX_SECONDS))
+    }
+
+    fn to_any_duration(self) -> Option<Duration> {
         if let Some(secs) = self.to_u64() {
             return Some(Duration::from_secs(secs));
         }
@@ -767,21 +790,21 @@ impl Layer {
             Key::Workers => {
                 let workers = raw
                     .to_u64()
+                    .filter(|&n| n <= MAX_WORKERS as u64)
                     .and_then(|n| usize::try_from(n).ok())
                     .and_then(NonZeroUsize::new);
-                self.workers = Some(workers.ok_or_else(|| invalid("a positive integer"))?);
+                self.workers = Some(workers.ok_or_else(|| invalid(WORKERS))?);
             }
             Key::Timeout => {
-                self.timeout = Some(
-                    raw.to_duration()
-                        .ok_or_else(|| invalid(NON_NEGATIVE_SECONDS))?,
-                );
+                // WATCHDOG_USEC is whole microseconds and a worker beats at half of it:
+                // below a millisecond it would be zero, or a busy loop.
+                let timeout = raw
+                    .to_duration()
+                    .filter(|t| t.is_zero() || *t >= MIN_TIMEOUT);
+                self.timeout = Some(timeout.ok_or_else(|| invalid(TIMEOUT))?);
             }
             Key::GracefulTimeout => {
-                self.graceful_timeout = Some(
-                    raw.to_duration()
-                        .ok_or_else(|| invalid(NON_NEGATIVE_SECONDS))?,
-                );
+                self.graceful_timeout = Some(raw.to_duration().ok_or_else(|| invalid(SECONDS))?);
             }
             Key::MaxRequests => {
                 self.max_requests =
@@ -805,8 +828,7 @@ impl Layer {
             }
             Key::ReloadTimeout => {
                 let timeout = raw.to_duration().filter(|timeout| !timeout.is_zero());
-                self.reload_timeout =
-                    Some(timeout.ok_or_else(|| invalid("a positive number of seconds"))?);
+                self.reload_timeout = Some(timeout.ok_or_else(|| invalid(POSITIVE_SECONDS))?);
             }
         }
         Ok(())
@@ -828,7 +850,22 @@ impl Layer {
     }
 }
 
-const NON_NEGATIVE_SECONDS: &str = "a non-negative number of seconds";
+const SECONDS: &str = "a number of seconds from 0 to 31536000";
+const POSITIVE_SECONDS: &str = "a number of seconds above 0, at most 31536000";
+const TIMEOUT: &str = "0 (off) or a number of seconds from 0.001 to 31536000";
+const WORKERS: &str = "an integer from 1 to 512";
+
+/// The most workers one master keeps: Gunicorn's advice, (2 × cores) + 1, up to 255
+/// cores. Each worker costs the master descriptors (its pidfd, the child's handle) and a
+/// process; without a bound, `-w 100000` forked until descriptors ran out.
+pub const MAX_WORKERS: usize = 512;
+
+/// The shortest heartbeat `timeout` other than 0 (off).
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// The largest config file read: far past any real one; `-c /dev/zero` or a huge file
+/// is refused rather than read without limit.
+pub const MAX_CONFIG_FILE: u64 = 1024 * 1024;
 const NON_NEGATIVE_INTEGER: &str = "a non-negative integer";
 
 /// `bind = "ADDRESS"` or `bind = ["ADDRESS", ...]`; errors point at the element's line.
@@ -885,6 +922,20 @@ fn distinct(
     Ok(addrs)
 }
 
+/// Checks the variables of the worker protocol that workers inherit from the master
+/// unchanged, with the parsers the workers use: a bad one would make every worker exit at
+/// start (or, before, panic), so it is the master's configuration error. The others are
+/// the master's own settings (`TASKWARD_GRACEFUL_TIMEOUT`, `TASKWARD_MAX_REQUESTS`,
+/// checked above) or set per worker.
+fn check_inherited(env: &impl Fn(&str) -> Option<OsString>) -> Result<(), ConfigError> {
+    for var in [protocol::env::DRAIN_DELAY] {
+        if let Some(value) = env(var) {
+            protocol::parse_seconds(var, &value).map_err(ConfigError::WorkerEnv)?;
+        }
+    }
+    Ok(())
+}
+
 /// Reads the `-c` file, or the default file if it exists. Returns the path as given (for
 /// messages) and the text.
 fn read_config_file(
@@ -892,7 +943,7 @@ fn read_config_file(
     cwd: &Path,
 ) -> Result<Option<(PathBuf, String)>, ConfigError> {
     let shown = explicit.unwrap_or(Path::new(DEFAULT_CONFIG_FILE));
-    match std::fs::read_to_string(cwd.join(shown)) {
+    match read_bounded(&cwd.join(shown)) {
         Ok(text) => Ok(Some((shown.to_owned(), text))),
         Err(error) if explicit.is_none() && error.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(ConfigError::ReadFile {
@@ -900,6 +951,39 @@ fn read_config_file(
             source,
         }),
     }
+}
+
+/// The text of `path`, a regular file of at most [`MAX_CONFIG_FILE`] bytes: a device
+/// (`/dev/zero`) or a FIFO is refused before it is opened, and the read stops past the
+/// limit whatever the size said.
+fn read_bounded(path: &Path) -> io::Result<String> {
+    use std::io::Read;
+    let too_large = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {MAX_CONFIG_FILE} bytes"),
+        )
+    };
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, what));
+    }
+    if meta.len() > MAX_CONFIG_FILE {
+        return Err(too_large());
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_CONFIG_FILE + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_FILE {
+        return Err(too_large());
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -1184,28 +1268,28 @@ mod tests {
                     workers: Some("two".into()),
                     ..flags()
                 },
-                r#"flag --workers: workers: expected a positive integer, found "two""#,
+                r#"flag --workers: workers: expected an integer from 1 to 512, found "two""#,
             ),
             (
                 ServeFlags {
                     workers: Some("0".into()),
                     ..flags()
                 },
-                r#"flag --workers: workers: expected a positive integer, found "0""#,
+                r#"flag --workers: workers: expected an integer from 1 to 512, found "0""#,
             ),
             (
                 ServeFlags {
                     timeout: Some("-1".into()),
                     ..flags()
                 },
-                r#"flag --timeout: timeout: expected a non-negative number of seconds, found "-1""#,
+                r#"flag --timeout: timeout: expected 0 (off) or a number of seconds from 0.001 to 31536000, found "-1""#,
             ),
             (
                 ServeFlags {
                     graceful_timeout: Some("inf".into()),
                     ..flags()
                 },
-                r#"flag --graceful-timeout: graceful_timeout: expected a non-negative number of seconds, found "inf""#,
+                r#"flag --graceful-timeout: graceful_timeout: expected a number of seconds from 0 to 31536000, found "inf""#,
             ),
             (
                 ServeFlags {
@@ -1240,7 +1324,7 @@ mod tests {
                     reload_timeout: Some("0".into()),
                     ..flags()
                 },
-                r#"flag --reload-timeout: reload_timeout: expected a positive number of seconds, found "0""#,
+                r#"flag --reload-timeout: reload_timeout: expected a number of seconds above 0, at most 31536000, found "0""#,
             ),
             (
                 ServeFlags {
@@ -1260,27 +1344,27 @@ mod tests {
         let cases = [
             (
                 "# comment\n\nworkers = \"two\"\n",
-                r#"taskward.toml:3: workers: expected a positive integer, found "two""#,
+                r#"taskward.toml:3: workers: expected an integer from 1 to 512, found "two""#,
             ),
             (
                 "workers = 0",
-                "taskward.toml:1: workers: expected a positive integer, found 0",
+                "taskward.toml:1: workers: expected an integer from 1 to 512, found 0",
             ),
             (
                 "workers = 1.5",
-                "taskward.toml:1: workers: expected a positive integer, found 1.5",
+                "taskward.toml:1: workers: expected an integer from 1 to 512, found 1.5",
             ),
             (
                 "timeout = -1",
-                "taskward.toml:1: timeout: expected a non-negative number of seconds, found -1",
+                "taskward.toml:1: timeout: expected 0 (off) or a number of seconds from 0.001 to 31536000, found -1",
             ),
             (
                 "graceful_timeout = nan",
-                "taskward.toml:1: graceful_timeout: expected a non-negative number of seconds, found nan",
+                "taskward.toml:1: graceful_timeout: expected a number of seconds from 0 to 31536000, found nan",
             ),
             (
                 "timeout = \"30\"",
-                r#"taskward.toml:1: timeout: expected a non-negative number of seconds, found "30""#,
+                r#"taskward.toml:1: timeout: expected 0 (off) or a number of seconds from 0.001 to 31536000, found "30""#,
             ),
             (
                 "max_requests = true",
@@ -1300,7 +1384,7 @@ mod tests {
             ),
             (
                 "reload_timeout = 0.0",
-                "taskward.toml:1: reload_timeout: expected a positive number of seconds, found 0.0",
+                "taskward.toml:1: reload_timeout: expected a number of seconds above 0, at most 31536000, found 0.0",
             ),
             (
                 "bind = [\n  \"127.0.0.1:1\",\n  \"nope\",\n]",
@@ -1335,19 +1419,19 @@ mod tests {
         let cases = [
             (
                 ("TASKWARD_WORKERS", "two"),
-                r#"environment variable TASKWARD_WORKERS: workers: expected a positive integer, found "two""#,
+                r#"environment variable TASKWARD_WORKERS: workers: expected an integer from 1 to 512, found "two""#,
             ),
             (
                 ("TASKWARD_WORKERS", ""),
-                r#"environment variable TASKWARD_WORKERS: workers: expected a positive integer, found """#,
+                r#"environment variable TASKWARD_WORKERS: workers: expected an integer from 1 to 512, found """#,
             ),
             (
                 ("TASKWARD_TIMEOUT", "30s"),
-                r#"environment variable TASKWARD_TIMEOUT: timeout: expected a non-negative number of seconds, found "30s""#,
+                r#"environment variable TASKWARD_TIMEOUT: timeout: expected 0 (off) or a number of seconds from 0.001 to 31536000, found "30s""#,
             ),
             (
                 ("TASKWARD_GRACEFUL_TIMEOUT", "-0.5"),
-                r#"environment variable TASKWARD_GRACEFUL_TIMEOUT: graceful_timeout: expected a non-negative number of seconds, found "-0.5""#,
+                r#"environment variable TASKWARD_GRACEFUL_TIMEOUT: graceful_timeout: expected a number of seconds from 0 to 31536000, found "-0.5""#,
             ),
             (
                 ("TASKWARD_MAX_REQUESTS", "+5"),
@@ -1367,7 +1451,7 @@ mod tests {
             ),
             (
                 ("TASKWARD_RELOAD_TIMEOUT", "soon"),
-                r#"environment variable TASKWARD_RELOAD_TIMEOUT: reload_timeout: expected a positive number of seconds, found "soon""#,
+                r#"environment variable TASKWARD_RELOAD_TIMEOUT: reload_timeout: expected a number of seconds above 0, at most 31536000, found "soon""#,
             ),
             (
                 ("TASKWARD_BIND", "127.0.0.1:8000,,unix:/x"),
@@ -1387,7 +1471,7 @@ mod tests {
         };
         assert_eq!(
             error(flags(), env, dir.path()),
-            r#"environment variable TASKWARD_WORKERS: workers: expected a positive integer, found "\xFF""#
+            r#"environment variable TASKWARD_WORKERS: workers: expected an integer from 1 to 512, found "\xFF""#
         );
     }
 
@@ -1463,7 +1547,7 @@ mod tests {
         };
         assert_eq!(
             error(flags, env(&[("TASKWARD_WORKERS", "four")]), dir.path()),
-            r#"environment variable TASKWARD_WORKERS: workers: expected a positive integer, found "four""#
+            r#"environment variable TASKWARD_WORKERS: workers: expected an integer from 1 to 512, found "four""#
         );
     }
 
@@ -1584,6 +1668,267 @@ mod tests {
         assert_eq!(recycling(u64::MAX, 9).threshold(5), u64::MAX);
         assert_eq!(recycling(1, u64::MAX).threshold(u64::MAX), u64::MAX);
         assert_eq!(recycling(1, u64::MAX).threshold(7), 8);
+    }
+
+    // Asserts: the values of #11 item 3 that used to start a master (and then panic in
+    // every worker, or fork without end) are refused at load, naming the setting and
+    // where it came from.
+    #[test]
+    fn out_of_range_values_are_refused() {
+        let dir = TempDir::new("config");
+        let flag_cases = [
+            (
+                ServeFlags {
+                    workers: Some("100000".into()),
+                    ..flags()
+                },
+                r#"flag --workers: workers: expected an integer from 1 to 512, found "100000""#,
+            ),
+            (
+                ServeFlags {
+                    timeout: Some("0.0000001".into()),
+                    ..flags()
+                },
+                r#"flag --timeout: timeout: expected 0 (off) or a number of seconds from 0.001 to 31536000, found "0.0000001""#,
+            ),
+            (
+                ServeFlags {
+                    graceful_timeout: Some("1e300".into()),
+                    ..flags()
+                },
+                r#"flag --graceful-timeout: graceful_timeout: expected a number of seconds from 0 to 31536000, found "1e300""#,
+            ),
+            (
+                ServeFlags {
+                    reload_timeout: Some("31536001".into()),
+                    ..flags()
+                },
+                r#"flag --reload-timeout: reload_timeout: expected a number of seconds above 0, at most 31536000, found "31536001""#,
+            ),
+        ];
+        for (flags, message) in flag_cases {
+            assert_eq!(error(flags, no_env(), dir.path()), message);
+        }
+        let file = with_file(
+            DEFAULT_CONFIG_FILE,
+            "workers = 9223372036854775807
+",
+        );
+        assert_eq!(
+            error_of_dir(&file),
+            "taskward.toml:1: workers: expected an integer from 1 to 512, found 9223372036854775807"
+        );
+        let at_bounds = ServeFlags {
+            workers: Some(MAX_WORKERS.to_string()),
+            timeout: Some("0.001".into()),
+            graceful_timeout: Some(MAX_SECONDS.to_string()),
+            ..flags()
+        };
+        let config = ServeConfig::load(at_bounds, no_env(), dir.path()).expect("the bounds are in");
+        assert_eq!(config.workers.get(), MAX_WORKERS);
+        assert_eq!(config.timeout, Some(MIN_TIMEOUT));
+    }
+
+    // Asserts: TASKWARD_DRAIN_DELAY, which the master does not use but every worker
+    // inherits, is checked with the workers' parser (before: every worker panicked on
+    // 1e300, and 5s made them exit while the master respawned them forever).
+    #[test]
+    fn a_bad_drain_delay_for_the_workers_stops_the_master() {
+        let dir = TempDir::new("config");
+        for value in ["1e300", "5s", "-1", ""] {
+            assert_eq!(
+                error(flags(), env(&[("TASKWARD_DRAIN_DELAY", value)]), dir.path()),
+                format!(
+                    "environment variable TASKWARD_DRAIN_DELAY, inherited by every worker: \
+                     expected a number of seconds from 0 to 31536000, found {value:?}"
+                )
+            );
+        }
+        assert!(
+            ServeConfig::load(flags(), env(&[("TASKWARD_DRAIN_DELAY", "2.5")]), dir.path()).is_ok()
+        );
+    }
+
+    // Asserts: only a regular file of at most 1 MiB is read as the config file: a device
+    // (`-c /dev/zero` read 3.6 GB in 3 s before) and a larger file are refused, named.
+    #[test]
+    fn the_config_file_is_a_bounded_regular_file() {
+        let dir = TempDir::new("config");
+        let load = |path: &str| {
+            let flags = ServeFlags {
+                config: Some(path.into()),
+                ..flags()
+            };
+            ServeConfig::load(flags, no_env(), dir.path()).map(|_| ())
+        };
+        let message = |path: &str| {
+            let error = load(path).expect_err("refused");
+            crate::error_line::error_line(&error)
+        };
+        assert_eq!(
+            message("/dev/zero"),
+            "cannot read config file /dev/zero: not a regular file"
+        );
+        let big = dir.path().join("big.toml");
+        let mut text =
+            "# padding\n".repeat(usize::try_from(MAX_CONFIG_FILE).expect("fits") / 10 + 1);
+        std::fs::write(&big, &text).expect("writable");
+        assert_eq!(
+            message("big.toml"),
+            "cannot read config file big.toml: larger than 1048576 bytes"
+        );
+        text.truncate(usize::try_from(MAX_CONFIG_FILE).expect("fits"));
+        text.truncate(text.rfind('\n').expect("lines") + 1);
+        std::fs::write(&big, &text).expect("writable");
+        assert!(load("big.toml").is_ok(), "a file within the limit is read");
+    }
+
+    // Asserts: the settings the workers also read are named as the protocol names them
+    // (config derives its variables from the keys; the protocol writes them once).
+    #[test]
+    fn shared_variables_are_the_protocols() {
+        assert_eq!(
+            Key::GracefulTimeout.env_var(),
+            protocol::env::GRACEFUL_TIMEOUT
+        );
+        assert_eq!(Key::MaxRequests.env_var(), protocol::env::MAX_REQUESTS);
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Settings other than `bind` (whose host names would be resolved, over DNS).
+        const SCALARS: [Key; 8] = [
+            Key::Workers,
+            Key::Timeout,
+            Key::GracefulTimeout,
+            Key::MaxRequests,
+            Key::MaxRequestsJitter,
+            Key::Backlog,
+            Key::AdminSocket,
+            Key::ReloadTimeout,
+        ];
+
+        /// Text a value may be: numbers of every shape, words, anything.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<u64>().prop_map(|n| n.to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|n| n.to_string()),
+                "[0-9.eE+-]{0,12}",
+                any::<String>().prop_map(|s| s.replace(['\0', ':'], "")),
+            ]
+        }
+
+        /// A TOML value as it would be written in the file.
+        fn toml_value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|n| format!("{n:?}")),
+                Just("nan".to_owned()),
+                Just("-inf".to_owned()),
+                Just("true".to_owned()),
+                Just("[1, 2]".to_owned()),
+                Just("{ a = 1 }".to_owned()),
+                text().prop_map(|s| format!("{s:?}")),
+                "[ -~]{0,10}",
+            ]
+        }
+
+        fn file_line() -> impl Strategy<Value = String> {
+            let key = prop_oneof![
+                4 => proptest::sample::select(SCALARS.to_vec()).prop_map(|k| k.name().to_owned()),
+                1 => "[a-z_-]{1,12}",
+            ];
+            prop_oneof![
+                8 => (key, toml_value()).prop_map(|(k, v)| format!("{k} = {v}")),
+                1 => Just("bind = [\"127.0.0.1:0\", \"unix:/x.sock\"]".to_owned()),
+                1 => "[ -~]{0,20}",
+            ]
+        }
+
+        fn check(
+            result: Result<ServeConfig, ConfigError>,
+            sources: &[&str],
+        ) -> Result<(), TestCaseError> {
+            match result {
+                Ok(config) => {
+                    prop_assert!(config.workers.get() <= MAX_WORKERS);
+                    prop_assert!(config.timeout.is_none_or(|t| t >= MIN_TIMEOUT));
+                    for duration in [config.graceful_timeout, config.reload_timeout]
+                        .into_iter()
+                        .chain(config.timeout)
+                    {
+                        prop_assert!(duration <= Duration::from_secs(MAX_SECONDS));
+                    }
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    prop_assert!(
+                        sources.iter().any(|source| message.starts_with(source)),
+                        "{message} names none of {sources:?}"
+                    );
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            // Asserts: any file text loads, or is refused naming the file (and its line
+            // for a bad value); a loaded configuration is within the documented ranges.
+            #[test]
+            fn any_file_loads_or_names_the_file(lines in proptest::collection::vec(file_line(), 0..6)) {
+                let dir = with_file(DEFAULT_CONFIG_FILE, &lines.join("\n"));
+                check(ServeConfig::load(flags(), no_env(), dir.path()), &["taskward.toml"])?;
+            }
+
+            // Asserts: any flag values load, or are refused naming the flag.
+            #[test]
+            fn any_flags_load_or_name_the_flag(
+                values in proptest::collection::vec((proptest::sample::select(SCALARS.to_vec()), text()), 0..4),
+            ) {
+                let dir = TempDir::new("config");
+                let mut given = flags();
+                for (key, value) in &values {
+                    let value = Some(value.clone());
+                    match key {
+                        Key::Workers => given.workers = value,
+                        Key::Timeout => given.timeout = value,
+                        Key::GracefulTimeout => given.graceful_timeout = value,
+                        Key::MaxRequests => given.max_requests = value,
+                        Key::MaxRequestsJitter => given.max_requests_jitter = value,
+                        Key::Backlog => given.backlog = value,
+                        Key::AdminSocket => given.admin_socket = value.map(PathBuf::from),
+                        Key::ReloadTimeout => given.reload_timeout = value,
+                        Key::Bind => unreachable!("not generated"),
+                    }
+                }
+                let sources: Vec<String> = values.iter().map(|(key, _)| format!("flag {}: {}", key.flag(), key.name())).collect();
+                let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+                check(ServeConfig::load(given, no_env(), dir.path()), &sources)?;
+            }
+
+            // Asserts: any environment loads, or is refused naming the variable
+            // (TASKWARD_DRAIN_DELAY, the workers' setting, included).
+            #[test]
+            fn any_environment_loads_or_names_the_variable(
+                values in proptest::collection::vec((proptest::sample::select(SCALARS.to_vec()), text()), 0..4),
+                drain_delay in proptest::option::of(text()),
+            ) {
+                let dir = TempDir::new("config");
+                let mut vars: Vec<(String, String)> =
+                    values.iter().map(|(key, value)| (key.env_var(), value.clone())).collect();
+                vars.extend(drain_delay.map(|value| (protocol::env::DRAIN_DELAY.to_owned(), value)));
+                let pairs: Vec<(&str, &str)> = vars.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                let sources: Vec<String> = vars.iter().map(|(name, _)| format!("environment variable {name}")).collect();
+                let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+                check(ServeConfig::load(flags(), env(&pairs), dir.path()), &sources)?;
+            }
+        }
     }
 
     #[test]

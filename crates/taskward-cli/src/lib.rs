@@ -16,6 +16,7 @@ pub mod master;
 pub mod notify;
 #[path = "os/unix.rs"]
 mod os;
+mod runtime_dir;
 pub mod serve;
 #[cfg(test)]
 mod temp_dir;

@@ -129,6 +129,25 @@ pub(crate) fn remove_stale_socket(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Binds a listening unix socket at `path` with mode 0600, whatever the umask.
+///
+/// A socket file's mode is fixed at `bind(2)` (0777 less the umask): a `chmod` after
+/// would leave a window in which anyone may connect. So the umask is set for the bind
+/// alone. It is process-wide: call this only while the master has one thread (it does
+/// until its workers start; its runtime is single-threaded).
+///
+/// # Errors
+///
+/// What binding said.
+pub(crate) fn bind_private(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
+    let before = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    rustix::process::umask(before);
+    let listener = bound?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 /// The sockets this master was itself handed (socket activation: `LISTEN_FDS`, checked
 /// against `LISTEN_PID`), in order; empty when none were. Reads and unsets the variables;
 /// call it before other threads start.

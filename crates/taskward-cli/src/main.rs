@@ -2,12 +2,13 @@
 //! [`taskward_cli::serve`] for `taskward serve`.
 
 use std::error::Error;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use taskward_cli::admin::TopError;
 use taskward_cli::config::{ServeConfig, ServeFlags};
 use taskward_cli::master::Outcome;
 use taskward_cli::serve::{DEFAULT_ADMIN_SOCKET, EXIT_CLEAN, EXIT_CONFIG, EXIT_KILLED, EXIT_START};
@@ -33,6 +34,9 @@ enum Command {
         /// Print the status as JSON.
         #[arg(long)]
         json: bool,
+        /// Seconds to wait for the master's answer.
+        #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_interval)]
+        timeout: Duration,
     },
     /// Show the status of a running `taskward serve` again and again, with its requests/s.
     Top {
@@ -45,16 +49,19 @@ enum Command {
         /// Stop after this many refreshes (default: until Ctrl-C or the master stops).
         #[arg(short = 'n', long, value_name = "N")]
         iterations: Option<u64>,
+        /// Seconds to wait for each of the master's answers.
+        #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_interval)]
+        timeout: Duration,
     },
 }
 
-#[expect(clippy::print_stdout, reason = "the command's own output")]
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Top {
             admin_socket,
             delay,
             iterations,
+            timeout,
         } => {
             let runtime = match client_runtime() {
                 Ok(runtime) => runtime,
@@ -68,31 +75,41 @@ fn main() -> ExitCode {
                 delay,
                 iterations,
                 terminal,
+                timeout,
                 &mut out,
             ));
             match shown {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(TopError::Write(error)) => output_failed(&error),
                 Err(error) => fail(&error, EXIT_START),
             }
         }
-        Command::Status { admin_socket, json } => {
+        Command::Status {
+            admin_socket,
+            json,
+            timeout,
+        } => {
             let runtime = match client_runtime() {
                 Ok(runtime) => runtime,
                 Err(error) => return fail(&error, EXIT_START),
             };
-            match runtime.block_on(taskward_cli::admin::query(&admin_socket)) {
-                Ok(status) if json => match serde_json::to_string_pretty(&status) {
-                    Ok(text) => {
-                        println!("{text}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(error) => fail(&error, EXIT_START),
-                },
-                Ok(status) => {
-                    print!("{status}");
-                    ExitCode::SUCCESS
+            let status =
+                match runtime.block_on(taskward_cli::admin::query_within(&admin_socket, timeout)) {
+                    Ok(status) => status,
+                    Err(error) => return fail(&error, EXIT_START),
+                };
+            let text = if json {
+                match serde_json::to_string_pretty(&status) {
+                    Ok(text) => text + "\n",
+                    Err(error) => return fail(&error, EXIT_START),
                 }
-                Err(error) => fail(&error, EXIT_START),
+            } else {
+                status.to_string()
+            };
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => output_failed(&error),
             }
         }
         Command::Serve(flags) => {
@@ -114,7 +131,7 @@ fn main() -> ExitCode {
                 Ok(Outcome::Clean) => ExitCode::from(EXIT_CLEAN),
                 Ok(Outcome::Killed) => ExitCode::from(EXIT_KILLED),
                 Ok(Outcome::WorkerConfig(error)) => fail(&error, EXIT_CONFIG),
-                Err(error) => fail(&error, EXIT_START),
+                Err(error) => fail(&error, error.exit_code()),
             }
         }
     }
@@ -138,6 +155,19 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         )),
         Err(error) => Err(format!("expected seconds, found {text:?}: {error}")),
     }
+}
+
+/// The output could not be written. Closed early (`| head -1`, `| grep -q`): the reader
+/// has what it wanted, so exit quietly and successfully, as ripgrep does. Otherwise
+/// (`>/dev/full`): one line, exit code 1.
+fn output_failed(error: &std::io::Error) -> ExitCode {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        return ExitCode::SUCCESS;
+    }
+    fail(
+        &std::io::Error::new(error.kind(), format!("cannot write the output: {error}")),
+        EXIT_START,
+    )
 }
 
 /// Prints `error` and its causes on one line; returns `code`.

@@ -634,6 +634,108 @@ mod tests {
         assert_eq!(excerpt("short"), "short");
     }
 
+    mod properties {
+        use proptest::prelude::*;
+        use taskward_http::protocol::notify as field;
+
+        use super::super::*;
+
+        const KEYS: [&str; 9] = [
+            field::READY,
+            field::STOPPING,
+            field::RELOADING,
+            field::WATCHDOG,
+            field::STATUS,
+            field::MAINPID,
+            field::ERRNO,
+            field::REQUESTS,
+            "X_OTHER",
+        ];
+
+        /// A line: a known key (or another) with a value that may or may not suit it,
+        /// or junk.
+        fn line() -> impl Strategy<Value = String> {
+            let value = prop_oneof![
+                Just("1".to_owned()),
+                Just("trigger".to_owned()),
+                any::<u64>().prop_map(|n| n.to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                "[ -~]{0,12}",
+                any::<String>().prop_filter("one line", |s| !s.contains('\n')),
+            ];
+            prop_oneof![
+                4 => (proptest::sample::select(KEYS.to_vec()), value)
+                    .prop_map(|(key, value)| format!("{key}={value}")),
+                1 => "[^\n]{0,20}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            // Asserts: any bytes at all are parsed or refused, never a panic, and a
+            // refusal says what was wrong (where, which key, what length).
+            #[test]
+            fn any_bytes_parse_or_name_the_problem(
+                bytes in proptest::collection::vec(any::<u8>(), 0..(MAX_DATAGRAM + 64)),
+            ) {
+                if let Err(error) = Notification::parse(&bytes) {
+                    check_error(&error, &bytes)?;
+                }
+            }
+
+            // Asserts: datagrams of plausible lines are parsed or refused naming the line
+            // and, for a known key, the key; an accepted one holds what its lines said.
+            #[test]
+            fn plausible_datagrams_parse_or_name_the_line(
+                lines in proptest::collection::vec(line(), 0..8),
+            ) {
+                let text = lines.join("\n");
+                match Notification::parse(text.as_bytes()) {
+                    Ok(message) => {
+                        let last = |key: &str| {
+                            lines.iter().rev().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                        };
+                        prop_assert_eq!(message.ready, last(field::READY).is_some());
+                        prop_assert_eq!(message.status.as_deref(), last(field::STATUS));
+                        if let Some(count) = last(field::REQUESTS) {
+                            prop_assert_eq!(message.requests, count.parse().ok());
+                        }
+                    }
+                    Err(error) => check_error(&error, text.as_bytes())?,
+                }
+            }
+        }
+
+        fn check_error(error: &NotifyError, bytes: &[u8]) -> Result<(), TestCaseError> {
+            let lines = bytes.split(|&b| b == b'\n').count();
+            let message = error.to_string();
+            prop_assert!(!message.is_empty());
+            match error {
+                NotifyError::Empty => {
+                    prop_assert!(bytes.iter().all(|&b| b == b'\n'), "{message}");
+                }
+                NotifyError::TooLong { len } => prop_assert!(*len > MAX_DATAGRAM),
+                NotifyError::NotUtf8 { offset } => {
+                    prop_assert!(std::str::from_utf8(&bytes[..*offset]).is_ok());
+                    prop_assert!(std::str::from_utf8(bytes).is_err());
+                }
+                NotifyError::NotAnAssignment { line, .. } => {
+                    prop_assert!((1..=lines).contains(line), "{message}");
+                    let prefix = format!("line {line}: ");
+                    prop_assert!(message.starts_with(&prefix), "{message}");
+                }
+                NotifyError::InvalidValue { line, key, .. } => {
+                    prop_assert!((1..=lines).contains(line), "{message}");
+                    prop_assert!(KEYS.contains(key), "{message}");
+                    let prefix = format!("line {line}: {key}: expected ");
+                    prop_assert!(message.starts_with(&prefix), "{message}");
+                }
+            }
+            Ok(())
+        }
+    }
+
     /// What a worker does: one datagram to `$NOTIFY_SOCKET`.
     fn send(socket: &NotifySocket, datagram: &[u8]) {
         let sent = UnixDatagram::unbound()

@@ -5,12 +5,15 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use taskward_http::protocol::EnvError;
 
 use crate::config::ServeConfig;
 use crate::listen::{ListenError, bind_all, inherited};
 use crate::master::{Master, Outcome};
+use crate::runtime_dir::RuntimeDir;
 
 /// Exit code: every worker stopped in time.
 pub const EXIT_CLEAN: u8 = 0;
@@ -38,6 +41,17 @@ pub enum ServeError {
     /// A listening socket could not be bound.
     #[error(transparent)]
     Listen(#[from] ListenError),
+    /// A variable of the socket activation protocol in the master's own environment
+    /// (`LISTEN_FDS`, `LISTEN_PID`) holds a bad value.
+    #[error("environment variable {}: expected {}, found {}", .0.var, .0.expected, .0.found)]
+    Env(EnvError),
+    /// Another process accepts on the admin socket's path (another master in the same
+    /// directory?): running beside it, `taskward status` would show its data.
+    #[error(
+        "admin socket {}: another process accepts there; stop it, or give this master its own with --admin-socket",
+        .0.display()
+    )]
+    AdminInUse(PathBuf),
     /// A socket passed by this master's own supervisor is unusable.
     #[error("the sockets passed in LISTEN_FDS are unusable")]
     Inherit(#[source] io::Error),
@@ -57,6 +71,10 @@ pub enum ServeError {
 /// logged and handled, not returned.
 pub fn run(config: ServeConfig) -> Result<Outcome, ServeError> {
     check_program(&config.program)?;
+    // Checked before `listenfd` reads them: it takes a malformed count for none, and a
+    // huge one for as many descriptors.
+    taskward_http::protocol::listen_fds(|name| std::env::var_os(name), std::process::id())
+        .map_err(ServeError::Env)?;
     let passed = inherited().map_err(ServeError::Inherit)?;
     let passed_in = !passed.is_empty();
     // Descriptors this process inherited without close-on-exec (a parent's pipe, say) are
@@ -88,7 +106,7 @@ pub fn run(config: ServeConfig) -> Result<Outcome, ServeError> {
         .build()
         .map_err(ServeError::Setup)?;
     runtime.block_on(async {
-        let admin = admin_socket(&config).map_err(ServeError::Setup)?;
+        let admin = admin_socket(&config)?;
         let master =
             Master::new(config, listeners, dir.path(), admin).map_err(ServeError::Setup)?;
         let master = master.sockets_passed_in(passed_in);
@@ -97,18 +115,35 @@ pub fn run(config: ServeConfig) -> Result<Outcome, ServeError> {
 }
 
 /// The admin socket: the configured one (failing to bind it is an error), or the default
-/// in the working directory (failing to bind it, read-only or taken, only a warning: a
-/// service must not fail to start for want of its status socket).
-fn admin_socket(config: &ServeConfig) -> io::Result<Option<(tokio::net::UnixListener, PathBuf)>> {
-    if let Some(path) = &config.admin_socket {
-        return crate::admin::bind(path).map(|listener| Some((listener, path.clone())));
-    }
-    let path = PathBuf::from(DEFAULT_ADMIN_SOCKET);
+/// in the working directory. Another process accepting on either is an error. Failing to
+/// bind the default for another reason (a read-only directory) is only a warning: a
+/// service must not fail to start for want of its status socket.
+fn admin_socket(
+    config: &ServeConfig,
+) -> Result<Option<(tokio::net::UnixListener, PathBuf)>, ServeError> {
+    let (path, configured) = match &config.admin_socket {
+        Some(path) => (path.clone(), true),
+        None => (PathBuf::from(DEFAULT_ADMIN_SOCKET), false),
+    };
     match crate::admin::bind(&path) {
         Ok(listener) => Ok(Some((listener, path))),
+        Err(error) if error.kind() == io::ErrorKind::AddrInUse => Err(ServeError::AdminInUse(path)),
+        Err(error) if configured => Err(ServeError::Setup(error)),
         Err(error) => {
             tracing::warn!(%error, "running without an admin socket (set --admin-socket)");
             Ok(None)
+        }
+    }
+}
+
+impl ServeError {
+    /// The exit code for this error: [`EXIT_CONFIG`] for a bad setting, [`EXIT_START`]
+    /// otherwise.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Env(_) => EXIT_CONFIG,
+            _ => EXIT_START,
         }
     }
 }
@@ -144,43 +179,5 @@ pub fn check_program(program: &OsStr) -> Result<PathBuf, ServeError> {
     match found {
         Some(candidate) => Err(ServeError::NotExecutable(candidate)),
         None => Err(ServeError::ProgramNotFound(path.to_owned())),
-    }
-}
-
-/// A directory only this user can enter, for the notify socket; removed when dropped.
-struct RuntimeDir(PathBuf);
-
-impl RuntimeDir {
-    /// Under `$XDG_RUNTIME_DIR` when set (private to the user already), else the temp
-    /// dir; the name has the master's pid (tests and operators find the notify socket by
-    /// it) and a random part, so that another user cannot create it first and stop the
-    /// master from starting. `create` refuses a path that exists: no one else's directory
-    /// is ever used.
-    fn create() -> io::Result<Self> {
-        use std::hash::{BuildHasher, RandomState};
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|dir| dir.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
-        let mut last = None;
-        for attempt in 0..8_u32 {
-            let random = RandomState::new().hash_one(attempt) & 0xffff_ffff;
-            let path = base.join(format!("taskward-{}-{random:08x}", std::process::id()));
-            match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return Ok(Self(path)),
-                Err(error) => last = Some(error),
-            }
-        }
-        Err(last.unwrap_or_else(|| io::Error::other("no runtime directory")))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for RuntimeDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -136,3 +136,200 @@ fn a_worker_with_a_bad_setting_exits_78_with_one_line() {
         );
     }
 }
+
+/// Runs `taskward ARGS` in a fresh directory with `envs` and, if given, a
+/// `taskward.toml`, bounded by PATIENCE (see `common::output_within`).
+fn run_bounded(
+    name: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    file: Option<&str>,
+) -> (Option<i32>, String) {
+    let dir = test_dir(name);
+    if let Some(text) = file {
+        std::fs::write(dir.join("taskward.toml"), text).expect("write");
+    }
+    let mut command = Command::new(TASKWARD);
+    command
+        .current_dir(&dir)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDS")
+        .env_remove("TASKWARD_DRAIN_DELAY");
+    for (var, value) in envs {
+        command.env(var, value);
+    }
+    let (code, stderr) = common::output_within(&mut command);
+    let _ = std::fs::remove_dir_all(&dir);
+    (code, stderr)
+}
+
+/// Flags, environment, `taskward.toml`, and what the error line must contain.
+type Case<'a> = (
+    &'a [&'a str],
+    &'a [(&'a str, &'a str)],
+    Option<&'a str>,
+    &'a [&'a str],
+);
+
+// Asserts: each bad setting of #11 item 3 stops the master at start with exit code 2
+// and one line naming the setting and its source, before any worker starts (before:
+// accepted, then every worker panicked or exited and was respawned for ever, or the
+// master forked until descriptors ran out, or read /dev/zero without end).
+#[test]
+fn bad_settings_stop_the_master_with_exit_2_and_one_line() {
+    let cases: [Case<'_>; 8] = [
+        (
+            &["-w", "100000"],
+            &[],
+            None,
+            &["flag --workers", "\"100000\""],
+        ),
+        (
+            &["--timeout", "0.0000001"],
+            &[],
+            None,
+            &["flag --timeout", "\"0.0000001\"", "0.001"],
+        ),
+        (
+            &[],
+            &[],
+            Some("workers = 9223372036854775807\n"),
+            &["taskward.toml:1", "workers", "9223372036854775807"],
+        ),
+        (
+            &[],
+            &[("TASKWARD_DRAIN_DELAY", "1e300")],
+            None,
+            &["environment variable TASKWARD_DRAIN_DELAY", "\"1e300\""],
+        ),
+        (
+            &[],
+            &[("TASKWARD_DRAIN_DELAY", "5s")],
+            None,
+            &["environment variable TASKWARD_DRAIN_DELAY", "\"5s\""],
+        ),
+        (
+            &["-c", "/dev/zero"],
+            &[],
+            None,
+            &["config file /dev/zero", "not a regular file"],
+        ),
+        (
+            &["--graceful-timeout", "1e300"],
+            &[],
+            None,
+            &["flag --graceful-timeout", "\"1e300\""],
+        ),
+        (
+            &[],
+            &[("LISTEN_FDS", "99999999999")],
+            None,
+            &["environment variable LISTEN_FDS", "\"99999999999\""],
+        ),
+    ];
+    for (index, (args, envs, file, needles)) in cases.into_iter().enumerate() {
+        let mut all = vec!["serve", "-b", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--", HELLO]);
+        let (code, stderr) = run_bounded(&format!("bad-setting-{index}"), &all, envs, file);
+        let case = format!("{args:?} {envs:?} {file:?}");
+        assert_eq!(code, Some(2), "{case}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{case}: one line: {stderr}");
+        assert!(stderr.starts_with("taskward: "), "{case}: {stderr}");
+        for needle in needles {
+            assert!(stderr.contains(needle), "{case}: no {needle:?} in {stderr}");
+        }
+    }
+}
+
+/// A stand-in for a master's admin socket: answers each connection with a status, once
+/// told to go.
+struct FakeAdmin {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+    go: std::sync::mpsc::Sender<()>,
+}
+
+impl FakeAdmin {
+    fn start(name: &str, workers: usize, answers: usize) -> Self {
+        use std::io::Write;
+        let dir = test_dir(name);
+        let path = dir.join("taskward.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        let status = taskward_cli::admin::Status {
+            master_pid: 1,
+            started: std::time::SystemTime::now(),
+            target: workers,
+            stopping: false,
+            workers: (0..workers)
+                .map(|pid| taskward_cli::admin::WorkerStatus {
+                    pid: u32::try_from(pid).expect("small"),
+                    age: std::time::Duration::from_secs(1),
+                    state: "ready".to_owned(),
+                    requests: 0,
+                    since_heartbeat: std::time::Duration::ZERO,
+                    status: "serving".to_owned(),
+                })
+                .collect(),
+            restarts: vec![],
+        };
+        let body = serde_json::to_vec(&status).expect("json");
+        let (go, told) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(answers) {
+                if told.recv().is_err() {
+                    return;
+                }
+                let _ = stream.and_then(|mut s| s.write_all(&body));
+            }
+        });
+        Self { dir, path, go }
+    }
+}
+
+impl Drop for FakeAdmin {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+// Asserts: `taskward status` and `top` whose output is closed before they write (`|
+// head -1`, `| grep -q`) exit 0 with nothing on stderr, and on a full disk (`>/dev/full`)
+// exit 1 with one line (before: a panic, "failed printing to stdout", exit 101).
+#[test]
+fn status_and_top_exit_quietly_on_a_closed_output() {
+    // Many workers: the output is far larger than a pipe's buffer.
+    let admin = FakeAdmin::start("closed-output", 2000, 3);
+    let socket = admin.path.to_str().expect("utf-8 path");
+    for args in [
+        vec!["status", "--admin-socket", socket],
+        vec!["top", "-n", "1", "--admin-socket", socket],
+    ] {
+        let mut child = Command::new(TASKWARD)
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("taskward runs");
+        // The reader goes away before the status arrives, so the first write fails.
+        drop(child.stdout.take());
+        admin.go.send(()).expect("the fake admin answers");
+        let output = child.wait_with_output().expect("waited");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert_eq!(stderr, "", "{args:?}");
+    }
+    let full = std::fs::File::create("/dev/full").expect("/dev/full");
+    admin.go.send(()).expect("the fake admin answers");
+    let output = Command::new(TASKWARD)
+        .args(["status", "--admin-socket", socket])
+        .stdout(full)
+        .output()
+        .expect("taskward runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot write the output"), "{stderr}");
+}

@@ -59,6 +59,7 @@ impl Drop for KillOnDrop {
         if let Some(mut child) = self.0.take() {
             let _ = child.kill();
             let _ = child.wait();
+            common::remove_runtime_dirs(child.id());
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The protocol between a process manager (`taskward serve`, or systemd) and its workers:
 //! the environment variables a worker is started with, the fields of the notifications it
 //! sends back, how each is parsed and written, and the exit code of a worker that cannot
-//! use its environment. Read [`WorkerEnv`] first; the names are in [`env`] and [`notify`].
+//! use its environment. Read [`WorkerEnv`] first; the names are in [`env`](mod@env) and
+//! [`notify`].
 //!
 //! # Version
 //!
@@ -21,7 +22,7 @@
 //! | `WATCHDOG_USEC` | 1 to [`MAX_SECONDS`] seconds, in µs | heartbeats (`WATCHDOG=1`) are due within this |
 //! | `WATCHDOG_PID` | a positive pid | the process `WATCHDOG_USEC` is for |
 //! | `TASKWARD_WORKER_ID` | an integer | the master's number for this worker; set only by `taskward serve` |
-//! | `TASKWARD_MASTER_PID` | a positive pid | the master's pid |
+//! | `TASKWARD_MASTER_PID` | a positive pid | the master's pid; optional, informative |
 //! | `TASKWARD_GRACEFUL_TIMEOUT` | seconds, 0 to [`MAX_SECONDS`] | the master kills a stopping worker after this |
 //! | `TASKWARD_MAX_REQUESTS` | an integer, 0 for none | this worker's recycling threshold, jitter included |
 //! | `TASKWARD_DRAIN_DELAY` | seconds, 0 to [`MAX_SECONDS`] | set by the deployment, inherited through the master: how long to keep accepting once not ready |

@@ -170,7 +170,8 @@ impl Serve {
 
     /// The master's status, from its admin socket.
     pub(crate) async fn status(&self) -> Status {
-        taskward_cli::admin::query(&self.dir.join("taskward.sock"))
+        // PATIENCE, not the command's default: a slow machine must not fail a test.
+        taskward_cli::admin::query_within(&self.dir.join("taskward.sock"), PATIENCE)
             .await
             .expect("the master answers on its admin socket")
     }
@@ -217,6 +218,27 @@ impl Drop for Serve {
             let _ = self.child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        remove_runtime_dirs(self.pid());
+    }
+}
+
+/// Removes the runtime directories of the master `pid` (`taskward-<pid>-*`, under the
+/// temp dir or `$XDG_RUNTIME_DIR`): a master killed with SIGKILL leaves its own behind.
+pub(crate) fn remove_runtime_dirs(pid: u32) {
+    let prefix = format!("taskward-{pid}-");
+    let bases = [
+        Some(std::env::temp_dir()),
+        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+    ];
+    for base in bases.into_iter().flatten() {
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
     }
 }
 
@@ -233,4 +255,36 @@ pub(crate) fn ready_pids(status: &Status) -> Vec<u32> {
         .filter(|w| w.state == "ready")
         .map(|w| w.pid)
         .collect()
+}
+
+/// Runs `command` to its end with stdin closed, stdout discarded and stderr captured,
+/// killing it if it still runs after PATIENCE (a mistake accepted may start a master
+/// that never exits by itself). Returns the exit code (`None` if killed) and stderr.
+pub(crate) fn output_within(command: &mut Command) -> (Option<i32>, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let stderr = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut { stderr }, &mut text);
+        text
+    });
+    let deadline = Instant::now() + PATIENCE;
+    let code = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            remove_runtime_dirs(child.id());
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (code, reader.join().expect("stderr reader"))
 }
