@@ -1,6 +1,6 @@
 //! The master of `taskward serve`: the loop that does its I/O. It waits for worker exits,
 //! notify datagrams, signals, admin connections and timers, hands each to the policy
-//! ([`Lifecycle`](crate::lifecycle)), and carries out what the policy answers: start or
+//! (`Lifecycle`, in `lifecycle.rs`), and carries out what the policy answers: start or
 //! signal a worker, tell the supervisor, reply to `taskward status`.
 //!
 //! Read [`Master::run`]. Every decision is the policy's; this file only translates.
