@@ -72,6 +72,11 @@ impl WorkerId {
     pub(crate) fn get(self) -> u64 {
         self.0
     }
+
+    /// The worker numbered `number`.
+    pub(crate) fn from_number(number: u64) -> Self {
+        Self(number)
+    }
 }
 
 impl std::fmt::Display for WorkerId {
@@ -211,6 +216,16 @@ pub(crate) enum Event {
     Signal(Signal),
     /// `taskward status` asks: answered by [`Action::Reply`].
     StatusRequest,
+    /// A live process that is not a worker is the master's child: a worker's descendant,
+    /// reparented to the master (a child subreaper, or PID 1) when its parent exited.
+    /// `worker` is the worker it descends from, if its environment says.
+    Orphan {
+        pid: u32,
+        worker: Option<WorkerId>,
+        command: String,
+    },
+    /// An orphan exited and was reaped.
+    Reaped { pid: u32 },
 }
 
 /// Something for the master's loop to do.
@@ -225,6 +240,9 @@ pub(crate) enum Action {
     Notify(Note),
     /// The answer to [`Event::StatusRequest`].
     Reply(Box<Status>),
+    /// Send `signal` to a leftover process (the master's child until it is reaped, so
+    /// its pid cannot have been reused).
+    SignalLeftover { pid: u32, signal: Signal },
     /// Close the master's copies of the listening sockets: stopping, the drain delay is
     /// over and the workers stop accepting, so new connections must be refused (a
     /// client can retry a refused connect safely, not a reset request).
@@ -274,6 +292,9 @@ pub(crate) struct Lifecycle {
     /// When the listening sockets are to be closed, once stopping.
     close_at: Option<Instant>,
     closed: bool,
+    /// Processes a worker left behind, being stopped: SIGKILL at the deadline, if not
+    /// sent yet.
+    leftovers: BTreeMap<u32, Option<Instant>>,
     told_ready: bool,
     /// The moment the master began, on both clocks: the status gives wall-clock times.
     began: (Instant, SystemTime),
@@ -301,6 +322,7 @@ impl Lifecycle {
             bad_config: None,
             close_at: None,
             closed: false,
+            leftovers: BTreeMap::new(),
             told_ready: false,
             began: (now, wall),
             actions: Vec::new(),
@@ -325,6 +347,16 @@ impl Lifecycle {
                 let status = self.status(now);
                 self.actions.push(Action::Reply(Box::new(status)));
             }
+            Event::Orphan {
+                pid,
+                worker,
+                command,
+            } => self.on_orphan(pid, worker, command, now),
+            Event::Reaped { pid } => {
+                if self.leftovers.remove(&pid).is_some() {
+                    tracing::info!(pid, "leftover process gone");
+                }
+            }
         }
         self.check_timers(now);
         self.reconcile(now);
@@ -340,6 +372,9 @@ impl Lifecycle {
         let mut at = |t: Instant| due = Some(due.map_or(t, |d| d.min(t)));
         if let Some(close_at) = self.close_at {
             at(close_at);
+        }
+        for kill_at in self.leftovers.values().flatten() {
+            at(*kill_at);
         }
         for worker in self.workers.values() {
             match worker.phase {
@@ -359,10 +394,14 @@ impl Lifecycle {
         due
     }
 
-    /// How the master ended, once it has: stopping, and every worker gone.
+    /// How the master ended, once it has: stopping, and every worker gone, and every
+    /// process they left behind.
     #[must_use]
     pub(crate) fn finished(&self) -> Option<Outcome> {
-        let done = self.stop.is_some() && self.workers.is_empty() && self.pending.is_none();
+        let done = self.stop.is_some()
+            && self.workers.is_empty()
+            && self.pending.is_none()
+            && self.leftovers.is_empty();
         done.then_some(match self.bad_config {
             Some(error) => Outcome::WorkerConfig(error),
             None if self.killed_at_stop => Outcome::Killed,
@@ -866,6 +905,28 @@ impl Lifecycle {
         }
     }
 
+    /// A descendant of a worker that is gone outlived it: it is named (log, status) and
+    /// stopped like a worker, SIGTERM then SIGKILL at the grace deadline. The orphan of
+    /// a worker still running is left alone: adopted, it is reaped when it exits.
+    fn on_orphan(&mut self, pid: u32, worker: Option<WorkerId>, command: String, now: Instant) {
+        let alive = worker.is_some_and(|id| self.workers.contains_key(&id));
+        if alive || self.leftovers.contains_key(&pid) {
+            return;
+        }
+        let of = worker.map_or_else(|| "a worker".to_owned(), |id| format!("worker {id}"));
+        tracing::warn!(pid, command, "a process of {of} outlived it: stopping it");
+        self.remember(pid, format!("leftover of {of}: {command}"), now);
+        let grace = match self.stop {
+            Some(Stop::Fast) => FAST_STOP_GRACE,
+            _ => self.settings.graceful_timeout,
+        };
+        self.leftovers.insert(pid, Some(later(now, grace)));
+        self.actions.push(Action::SignalLeftover {
+            pid,
+            signal: Signal::TERM,
+        });
+    }
+
     // ------------------------------------------------------------ timers
 
     fn check_timers(&mut self, now: Instant) {
@@ -873,6 +934,16 @@ impl Lifecycle {
             self.close_at = None;
             self.closed = true;
             self.actions.push(Action::CloseListeners);
+        }
+        for (&pid, kill_at) in &mut self.leftovers {
+            if kill_at.is_some_and(|at| now >= at) {
+                tracing::warn!(pid, "leftover process did not stop in time: SIGKILL");
+                *kill_at = None;
+                self.actions.push(Action::SignalLeftover {
+                    pid,
+                    signal: Signal::KILL,
+                });
+            }
         }
         let mut killed = Vec::new();
         for (&id, worker) in &mut self.workers {

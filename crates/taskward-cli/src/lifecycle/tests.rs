@@ -107,6 +107,7 @@ impl Sim {
                     actions.extend(self.core.handle(event, self.now));
                 }
                 Action::Signal { id, signal } => self.signals.push((self.pids[&id], signal)),
+                Action::SignalLeftover { pid, signal } => self.signals.push((pid, signal)),
                 Action::Notify(note) => self.notes.push(note),
                 Action::Reply(status) => self.reply = Some(*status),
                 Action::CloseListeners => {
@@ -939,4 +940,56 @@ fn a_stop_closes_the_masters_own_sockets_after_the_drain_delay() {
     sim.signal(Signal::TERM);
     sim.advance(Duration::from_secs(60));
     assert_eq!(sim.closed_at, None);
+}
+
+// ------------------------------------------------------------------ leftovers
+
+fn orphan(sim: &mut Sim, pid: u32, of: u32, command: &str) {
+    let worker = sim.ids.get(&of).copied();
+    sim.apply(Event::Orphan {
+        pid,
+        worker,
+        command: command.to_owned(),
+    });
+}
+
+// A process reparented to the master while its worker runs is adopted (left alone); once
+// its worker has exited it is a leftover: named in the status, SIGTERM, then SIGKILL at
+// the grace deadline.
+#[test]
+fn a_leftover_of_an_exited_worker_is_named_and_stopped() {
+    let mut sim = Sim::ready_workers(1);
+    let worker = sim.pids_in("ready")[0];
+    orphan(&mut sim, 900, worker, "sleep 1000");
+    assert!(sim.signals_to(900).is_empty(), "its worker still runs");
+    sim.killed(worker);
+    orphan(&mut sim, 900, worker, "sleep 1000");
+    orphan(&mut sim, 900, worker, "sleep 1000");
+    assert_eq!(sim.signals_to(900), [Signal::TERM], "signalled once");
+    assert_eq!(sim.reasons(900), ["leftover of worker 1: sleep 1000"]);
+    sim.advance(Duration::from_secs(30) - MS);
+    assert_eq!(sim.signals_to(900), [Signal::TERM]);
+    sim.advance(MS);
+    assert_eq!(sim.signals_to(900), [Signal::TERM, Signal::KILL]);
+    sim.apply(Event::Reaped { pid: 900 });
+    assert_eq!(sim.core.deadline().filter(|at| *at <= sim.now), None);
+}
+
+// An orphan whose worker cannot be told (its environment was cleared) is a leftover at
+// once; and the master does not finish a stop before the leftovers are gone.
+#[test]
+fn a_stop_waits_for_the_leftovers() {
+    let mut sim = Sim::ready_workers(1);
+    let worker = sim.pids_in("ready")[0];
+    sim.signal(Signal::TERM);
+    sim.exit_code(worker, 0);
+    sim.apply(Event::Orphan {
+        pid: 901,
+        worker: None,
+        command: "daemon".to_owned(),
+    });
+    assert_eq!(sim.signals_to(901), [Signal::TERM]);
+    assert_eq!(sim.core.finished(), None, "a leftover still runs");
+    sim.apply(Event::Reaped { pid: 901 });
+    assert_eq!(sim.core.finished(), Some(Outcome::Clean));
 }
