@@ -7,8 +7,9 @@
 //! signals or writes anything but logs, so every case of a worker's life is a unit test
 //! that runs in microseconds (`lifecycle/tests.rs`), in the way of `quinn-proto`.
 //!
-//! Each worker is in exactly one [`Phase`]; the queue of replacements and the backoff
-//! are the only other state.
+//! Each worker is in exactly one [`Phase`] (`lifecycle/phase.rs`); besides the worker
+//! table there are the queue of replacements, the crash backoff (`lifecycle/backoff.rs`,
+//! over [`taskward::RestartPolicy`]), the processes workers left behind, and the stop.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -16,9 +17,12 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustix::process::Signal;
-use taskward::RestartPolicy;
 use taskward_http::early_report_at;
 
+use self::backoff::CrashBackoff;
+use self::phase::Reason;
+pub(crate) use self::phase::WorkerId;
+use self::phase::{Phase, Worker};
 use crate::admin::{RestartRecord, Status, WorkerStatus};
 use crate::notify::{Notification, Watchdog};
 use crate::worker::describe;
@@ -32,10 +36,6 @@ const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 const RETIRE_WITHIN: Duration = Duration::from_secs(5);
 /// Recent restarts kept for `taskward status`.
 const HISTORY: usize = 32;
-/// A worker that dies before READY, or less than this after it, dies young: its death
-/// earns a crash backoff. One that ran longer (and was killed, say) is replaced at once:
-/// its death says nothing of the next one, and a backoff would only keep capacity down.
-const YOUNG: Duration = Duration::from_secs(10);
 /// The exit code of a program that found its configuration bad (`EX_CONFIG` in
 /// `sysexits.h`): a worker exiting with it before READY would do so again if restarted.
 const EX_CONFIG: i32 = 78;
@@ -63,111 +63,11 @@ pub struct WorkerConfigError {
     pub pid: u32,
 }
 
-/// The master's own number for a worker, never reused (a pid can be).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct WorkerId(u64);
-
-impl WorkerId {
-    /// The number (`TASKWARD_WORKER_ID`).
-    pub(crate) fn get(self) -> u64 {
-        self.0
-    }
-
-    /// The worker numbered `number`.
-    pub(crate) fn from_number(number: u64) -> Self {
-        Self(number)
-    }
-}
-
-impl std::fmt::Display for WorkerId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Why a worker is being replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reason {
-    Reload,
-    MaxRequests,
-}
-
-impl std::fmt::Display for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Reload => "reload (SIGHUP)",
-            Self::MaxRequests => "max_requests",
-        })
-    }
-}
-
 /// How the master is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
     Graceful,
     Fast,
-}
-
-/// Where a worker is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Started, not yet `READY=1`. A replacement names the worker it replaces, which is
-    /// stopped only once this one is ready (so capacity never dips), and why.
-    Starting {
-        replaces: Option<(WorkerId, Reason)>,
-    },
-    /// Said `READY=1`: accepting.
-    Ready,
-    /// Its `max_requests` replacement is ready since `since`: it serves on to its limit
-    /// (or for [`RETIRE_WITHIN`]), counted as one worker more than wanted.
-    Retiring { since: Instant },
-    /// Asked to stop (`SIGTERM`, or `SIGQUIT` for a fast stop): killed at `kill_at`.
-    Stopping { kill_at: Instant },
-    /// Sent SIGKILL: only its exit is awaited.
-    Killed,
-}
-
-impl Phase {
-    /// Counts for keeping the number of workers: not stopping.
-    fn is_active(self) -> bool {
-        !matches!(self, Self::Stopping { .. } | Self::Killed)
-    }
-
-    /// One of the workers counted against the target: neither a replacement still
-    /// starting nor a worker retiring beside its ready replacement.
-    fn is_regular(self) -> bool {
-        matches!(self, Self::Starting { replaces: None } | Self::Ready)
-    }
-
-    /// The state `taskward status` shows.
-    fn name(self) -> &'static str {
-        match self {
-            Self::Starting { .. } => "starting",
-            Self::Ready => "ready",
-            Self::Retiring { .. } => "retiring",
-            Self::Stopping { .. } | Self::Killed => "stopping",
-        }
-    }
-}
-
-/// One worker, as the policy knows it.
-#[derive(Debug, Clone)]
-struct Worker {
-    pid: u32,
-    started: Instant,
-    phase: Phase,
-    /// The first `READY=1`.
-    ready_since: Option<Instant>,
-    /// The last `WATCHDOG=1` (or `READY=1`, or the start).
-    last_beat: Instant,
-    /// `WATCHDOG=trigger`: to be treated as if its heartbeat had stopped.
-    triggered: bool,
-    /// Requests begun, as last reported.
-    requests: u64,
-    /// Replaced once `requests` reaches it (`--max-requests` plus jitter).
-    max_requests: Option<u64>,
-    /// `STATUS=` as last reported.
-    status: String,
 }
 
 /// What the policy is told about the master's settings.
@@ -279,11 +179,7 @@ pub(crate) struct Lifecycle {
     pending: Option<Pending>,
     /// Workers to replace, one at a time, in order.
     queue: VecDeque<(WorkerId, Reason)>,
-    backoff: RestartPolicy,
-    /// Crashes inside the backoff's window.
-    crashes: VecDeque<Instant>,
-    /// No worker is started before this (crash backoff).
-    hold_until: Option<Instant>,
+    backoff: CrashBackoff,
     history: VecDeque<(Instant, u32, String)>,
     stop: Option<Stop>,
     killed_at_stop: bool,
@@ -311,11 +207,7 @@ impl Lifecycle {
             next_id: 1,
             pending: None,
             queue: VecDeque::new(),
-            backoff: RestartPolicy::default()
-                .backoff(Duration::from_millis(100), Duration::from_secs(10))
-                .intensity(u32::MAX, Duration::from_secs(60)),
-            crashes: VecDeque::new(),
-            hold_until: None,
+            backoff: CrashBackoff::new(),
             history: VecDeque::new(),
             stop: None,
             killed_at_stop: false,
@@ -368,7 +260,7 @@ impl Lifecycle {
     #[must_use]
     pub(crate) fn deadline(&self) -> Option<Instant> {
         // A crash backoff means nothing once stopping (and, past, would be always due).
-        let mut due = self.hold_until.filter(|_| self.stop.is_none());
+        let mut due = self.backoff.until().filter(|_| self.stop.is_none());
         let mut at = |t: Instant| due = Some(due.map_or(t, |d| d.min(t)));
         if let Some(close_at) = self.close_at {
             at(close_at);
@@ -459,11 +351,9 @@ impl Lifecycle {
     /// regular workers up to the target, unless a crash backoff holds; stops regular
     /// workers above it.
     fn reconcile(&mut self, now: Instant) {
-        if self.stop.is_some() || self.pending.is_some() || self.hold_until.is_some_and(|t| now < t)
-        {
+        if self.stop.is_some() || self.pending.is_some() || self.backoff.holds(now) {
             return;
         }
-        self.hold_until = None;
         if self.replacement().is_none() {
             while let Some((old, reason)) = self.queue.pop_front() {
                 if self.workers.get(&old).is_some_and(|w| w.phase.is_active()) {
@@ -490,7 +380,7 @@ impl Lifecycle {
     }
 
     fn start(&mut self, replaces: Option<(WorkerId, Reason)>) {
-        let id = WorkerId(self.next_id);
+        let id = WorkerId::from_number(self.next_id);
         self.next_id += 1;
         self.pending = Some(Pending { id, replaces });
         self.actions.push(Action::Start { id });
@@ -521,13 +411,17 @@ impl Lifecycle {
         if let Some((old, reason)) = pending.replaces {
             tracing::info!(old = self.pid(old), new = pid, %reason, "replacing a worker");
         }
+        if self.stop.is_some() {
+            // Not asked for once stopping, but stopped like the others should it come.
+            self.stop_worker(id, Signal::TERM, self.settings.graceful_timeout, now);
+        }
     }
 
     fn on_spawn_failed(&mut self, id: WorkerId, now: Instant) {
         let Some(pending) = self.pending.take_if(|p| p.id == id) else {
             return;
         };
-        self.crashed(None, now);
+        self.backoff.died(None, now);
         if let Some((old, reason)) = pending.replaces {
             // Not even started (the program cannot be executed now): the same as a
             // replacement that exits before READY, so that the next SIGHUP, or the next
@@ -559,36 +453,6 @@ impl Lifecycle {
     fn is_replaced(&self, id: WorkerId) -> bool {
         self.queue.iter().any(|(queued, _)| *queued == id)
             || self.replacement().is_some_and(|(_, old, _)| old == id)
-    }
-
-    /// Notes the death of a worker ready since `ready_since` (if ever) at `now`, and
-    /// holds further starts for the backoff it earns if it died [young](YOUNG).
-    fn crashed(&mut self, ready_since: Option<Instant>, now: Instant) {
-        if let Some(ready) = ready_since
-            && now.saturating_duration_since(ready) >= YOUNG
-        {
-            tracing::debug!(served_for = ?now.saturating_duration_since(ready), "not a crash loop: no backoff");
-            return;
-        }
-        let window = self.backoff.window();
-        while self
-            .crashes
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) > window)
-        {
-            self.crashes.pop_front();
-        }
-        let recent = u32::try_from(self.crashes.len()).unwrap_or(u32::MAX);
-        let delay = self.backoff.delay(recent);
-        self.crashes.push_back(now);
-        self.hold_until = Some(later(now, delay));
-        if recent > 0 {
-            tracing::warn!(
-                ?delay,
-                recent_crashes = recent + 1,
-                "workers keep failing: backing off"
-            );
-        }
     }
 
     fn remember(&mut self, pid: u32, reason: String, now: Instant) {
@@ -630,7 +494,7 @@ impl Lifecycle {
                 );
                 self.abandon_replacements();
                 self.remember(pid, format!("replacement failed: {how}"), now);
-                self.crashed(None, now);
+                self.backoff.died(None, now);
             }
             _ if self.stop.is_some() => {
                 tracing::info!(pid, status = %how, "worker stopped");
@@ -651,7 +515,7 @@ impl Lifecycle {
             _ => {
                 tracing::error!(pid, status = %how, "worker exited unexpectedly: starting another");
                 self.remember(pid, format!("crashed: {how}"), now);
-                self.crashed(worker.ready_since, now);
+                self.backoff.died(worker.ready_since, now);
             }
         }
     }
@@ -683,7 +547,10 @@ impl Lifecycle {
                 worker.last_beat = now;
                 worker.triggered = false;
             }
-            None if message.ready => worker.last_beat = now,
+            None if message.ready => {
+                worker.last_beat = now;
+                worker.triggered = false;
+            }
             None => {}
         }
         if let Some(status) = message.status {
@@ -849,7 +716,7 @@ impl Lifecycle {
         };
         self.stop = Some(how);
         self.queue.clear();
-        self.hold_until = None;
+        self.backoff.lift();
         self.actions.push(Action::Notify(Note::Stopping));
         let (signal, grace, drain) = match how {
             Stop::Graceful => (
@@ -996,7 +863,7 @@ impl Lifecycle {
                 self.abandon_replacements();
             }
             self.remember(pid, reason.to_owned(), now);
-            self.crashed(ready_since, now);
+            self.backoff.died(ready_since, now);
         }
     }
 
@@ -1030,5 +897,7 @@ fn later(at: Instant, d: Duration) -> Instant {
         .unwrap_or(at)
 }
 
+mod backoff;
+mod phase;
 #[cfg(test)]
 mod tests;
