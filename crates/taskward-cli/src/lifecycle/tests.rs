@@ -660,6 +660,21 @@ fn a_watchdog_trigger_kills_at_once() {
     assert_eq!(sim.reasons(pid), ["heartbeat timeout"]);
 }
 
+// A trigger before READY is overtaken by the READY=1 that follows, which is a heartbeat.
+#[test]
+fn a_watchdog_trigger_before_ready_is_overtaken_by_ready() {
+    let mut sim = Sim::new(Settings {
+        timeout: Some(Duration::from_secs(30)),
+        ..settings(1)
+    });
+    let pid = sim.pids_in("starting")[0];
+    sim.notify(pid, "WATCHDOG=trigger");
+    sim.ready(pid);
+    assert!(sim.signals_to(pid).is_empty(), "{:?}", sim.signals);
+    sim.notify(pid, "READY=1\nWATCHDOG=trigger");
+    assert_eq!(sim.signals_to(pid), [Signal::KILL], "a trigger once ready");
+}
+
 // ------------------------------------------------------------------ counts
 
 // Replaces the policy part of supervision.rs' ttin_and_ttou_change_the_worker_count.
