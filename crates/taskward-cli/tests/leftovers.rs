@@ -178,12 +178,13 @@ impl Drop for Namespaced {
 // Asserts: as PID 1 of its PID namespace (a container's entrypoint), the master reaps the
 // orphans its workers leave (each worker start leaves two short-lived ones, reparented to
 // PID 1): after 20 reloads no zombie is left among its children. Without the reaping
-// they pile up, two per worker start.
+// they pile up, two per worker start. And each replaced worker's `sleep 1000` is named
+// as its leftover and stopped: none is left running.
 #[test]
 fn as_pid_1_no_zombie_survives_twenty_reloads() {
     Harness::multi_thread(2).run(|_| async move {
         let dir = test_dir("pid-1");
-        let program = format!("(sleep 0.05 &); (sleep 0.05 &); exec {HELLO}");
+        let program = format!("(sleep 0.05 &); (sleep 0.05 &); sleep 1000 & exec {HELLO}");
         let mut command = unshare();
         command
             .arg(TASKWARD)
@@ -279,6 +280,29 @@ fn as_pid_1_no_zombie_survives_twenty_reloads() {
             assert!(
                 Instant::now() < deadline,
                 "zombies of PID 1 left: {zombies:?}\n{:?}",
+                ns.log.lock()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        loop {
+            let named = ns
+                .log
+                .lock()
+                .expect("log")
+                .iter()
+                .filter(|l| l.contains("outlived it: stopping it") && l.contains("sleep 1000"))
+                .count();
+            let running: Vec<u32> = children(master)
+                .into_iter()
+                .filter(|(pid, state)| *state != 'Z' && comm(*pid) == "sleep")
+                .map(|(pid, _)| pid)
+                .collect();
+            if named >= 20 && running.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{named} leftovers named, still running: {running:?}\n{:?}",
                 ns.log.lock()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
