@@ -53,6 +53,15 @@ pub enum Outcome {
 }
 
 /// A worker exited with `EX_CONFIG` (78) before it was ready, so the master stopped.
+///
+/// # Examples
+///
+/// ```
+/// use taskward_cli::master::WorkerConfigError;
+///
+/// let error = WorkerConfigError { pid: 42 };
+/// assert!(error.to_string().starts_with("worker 42 exited with code 78 (EX_CONFIG)"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
     "worker {pid} exited with code 78 (EX_CONFIG) before it was ready: its configuration is \
