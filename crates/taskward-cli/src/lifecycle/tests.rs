@@ -288,6 +288,28 @@ fn a_reload_replaces_each_worker_one_at_a_time_behind_ready() {
     assert_eq!(sim.core.finished(), Some(Outcome::Clean));
 }
 
+// The policy's side of systemd.rs' plays_well_with_a_systemd_like_supervisor: READY=1
+// once all are ready, RELOADING=1 at a SIGHUP and READY=1 once the reload is done (not
+// before), STOPPING=1 at SIGTERM.
+#[test]
+fn the_supervisor_hears_ready_reloading_ready_stopping() {
+    let mut sim = Sim::ready_workers(2);
+    sim.signal(Signal::HUP);
+    assert_eq!(sim.notes, [Note::Ready, Note::Reloading]);
+    sim.ready(sim.last_started());
+    sim.obey();
+    assert_eq!(
+        sim.notes,
+        [Note::Ready, Note::Reloading],
+        "one replaced, one to go"
+    );
+    sim.ready(sim.last_started());
+    sim.obey();
+    assert_eq!(sim.notes, [Note::Ready, Note::Reloading, Note::Ready]);
+    sim.signal(Signal::TERM);
+    assert_eq!(sim.notes.last(), Some(&Note::Stopping));
+}
+
 // Replaces odd_moments.rs' policy part of a_sighup_before_the_first_ready_is_honoured:
 // the starting workers are replaced in turn once ready, and the supervisor, still waiting
 // for the start, is not told RELOADING=1.
