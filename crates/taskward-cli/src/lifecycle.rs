@@ -48,7 +48,8 @@ pub enum Outcome {
     /// At least one worker had to be killed at the stop deadline.
     Killed,
     /// A worker found its configuration bad before it was ready (it exited with
-    /// `EX_CONFIG`, 78): the master stopped rather than restart it forever.
+    /// `EX_CONFIG`, 78) while no worker was serving: the master stopped rather than
+    /// restart it forever.
     WorkerConfig(WorkerConfigError),
 }
 
@@ -440,6 +441,13 @@ impl Lifecycle {
         }
     }
 
+    /// Whether a worker is serving (ready, or retiring beside its replacement).
+    fn serving(&self) -> bool {
+        self.workers
+            .values()
+            .any(|w| matches!(w.phase, Phase::Ready | Phase::Retiring { .. }))
+    }
+
     /// Workers counted against the target (see [`Phase::is_regular`]).
     fn regular(&self) -> usize {
         self.workers
@@ -514,7 +522,12 @@ impl Lifecycle {
                 tracing::warn!(pid, status = %how, "retiring worker exited before it was stopped");
                 self.remember(pid, format!("exited while retiring: {how}"), now);
             }
-            Phase::Starting { replaces: None } if exit_code == Some(EX_CONFIG) => {
+            // While other workers serve, a bad configuration (a file edited under a running
+            // service, say) degrades it, as a crash loop with backoff, rather than take
+            // it down; with none serving, restarting can only loop.
+            Phase::Starting { replaces: None }
+                if exit_code == Some(EX_CONFIG) && !self.serving() =>
+            {
                 let error = WorkerConfigError { pid };
                 tracing::error!(pid, status = %how, "{error}");
                 self.remember(pid, format!("bad configuration: {how}"), now);

@@ -917,15 +917,22 @@ fn a_worker_exiting_with_ex_config_before_ready_stops_the_master() {
     assert!(message.contains("EX_CONFIG"), "{message}");
 }
 
-// After READY, 78 is a crash like any other; a replacement exiting with it is abandoned
-// as any failed reload is, the old workers serving on.
+// After READY, 78 is a crash like any other, and so is a restart exiting with it while
+// another worker serves (a service is degraded, not taken down); a replacement exiting
+// with it is abandoned as any failed reload is, the old workers serving on.
 #[test]
-fn ex_config_after_ready_or_from_a_replacement_does_not_stop_the_master() {
+fn ex_config_after_ready_or_while_others_serve_does_not_stop_the_master() {
     let mut sim = Sim::ready_workers(2);
     let pids = sim.pids_in("ready");
     sim.exit_code(pids[0], 78);
     sim.advance(SECOND);
     assert_eq!(sim.started.len(), 3, "restarted");
+    sim.exit_code(sim.last_started(), 78);
+    assert_eq!(sim.core.finished(), None);
+    assert!(!sim.notes.contains(&Note::Stopping));
+    assert_eq!(sim.signals_to(pids[1]), [], "the serving worker serves on");
+    sim.advance(SECOND);
+    assert_eq!(sim.started.len(), 4, "restarted, with backoff");
     sim.ready_all();
     sim.signal(Signal::HUP);
     let new = sim.last_started();
@@ -934,6 +941,25 @@ fn ex_config_after_ready_or_from_a_replacement_does_not_stop_the_master() {
     assert_eq!(sim.pids_in("ready").len(), 2);
     assert_eq!(sim.core.finished(), None);
     assert!(!sim.notes.contains(&Note::Stopping));
+}
+
+// With the only worker gone, a restart exiting with 78 stops the master: nothing serves,
+// and restarting can only loop.
+#[test]
+fn ex_config_with_no_worker_serving_stops_the_master() {
+    let mut sim = Sim::ready_workers(1);
+    let first = sim.pids_in("ready")[0];
+    sim.killed(first);
+    sim.advance(SECOND);
+    let restart = sim.last_started();
+    assert_ne!(restart, first);
+    sim.exit_code(restart, 78);
+    assert_eq!(
+        sim.core.finished(),
+        Some(Outcome::WorkerConfig(super::WorkerConfigError {
+            pid: restart
+        }))
+    );
 }
 
 // ------------------------------------------------------------------ closing the sockets
