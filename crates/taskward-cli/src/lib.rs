@@ -10,6 +10,7 @@ compile_error!("taskward-cli speaks unix sockets and signals; it builds on unix 
 pub mod admin;
 pub mod config;
 pub mod error_line;
+mod leftovers;
 mod lifecycle;
 pub mod listen;
 pub mod master;

@@ -7,8 +7,9 @@
 //! signals or writes anything but logs, so every case of a worker's life is a unit test
 //! that runs in microseconds (`lifecycle/tests.rs`), in the way of `quinn-proto`.
 //!
-//! Each worker is in exactly one [`Phase`]; the queue of replacements and the backoff
-//! are the only other state.
+//! Each worker is in exactly one [`Phase`] (`lifecycle/phase.rs`); besides the worker
+//! table there are the queue of replacements, the crash backoff (`lifecycle/backoff.rs`,
+//! over [`taskward::RestartPolicy`]), the processes workers left behind, and the stop.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -16,9 +17,12 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustix::process::Signal;
-use taskward::RestartPolicy;
 use taskward_http::early_report_at;
 
+use self::backoff::CrashBackoff;
+use self::phase::Reason;
+pub(crate) use self::phase::WorkerId;
+use self::phase::{Phase, Worker};
 use crate::admin::{RestartRecord, Status, WorkerStatus};
 use crate::notify::{Notification, Watchdog};
 use crate::worker::describe;
@@ -32,10 +36,6 @@ const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 const RETIRE_WITHIN: Duration = Duration::from_secs(5);
 /// Recent restarts kept for `taskward status`.
 const HISTORY: usize = 32;
-/// A worker that dies before READY, or less than this after it, dies young: its death
-/// earns a crash backoff. One that ran longer (and was killed, say) is replaced at once:
-/// its death says nothing of the next one, and a backoff would only keep capacity down.
-const YOUNG: Duration = Duration::from_secs(10);
 /// The exit code of a program that found its configuration bad (`EX_CONFIG` in
 /// `sysexits.h`): a worker exiting with it before READY would do so again if restarted.
 const EX_CONFIG: i32 = 78;
@@ -48,11 +48,21 @@ pub enum Outcome {
     /// At least one worker had to be killed at the stop deadline.
     Killed,
     /// A worker found its configuration bad before it was ready (it exited with
-    /// `EX_CONFIG`, 78): the master stopped rather than restart it forever.
+    /// `EX_CONFIG`, 78) while no worker was serving: the master stopped rather than
+    /// restart it forever.
     WorkerConfig(WorkerConfigError),
 }
 
 /// A worker exited with `EX_CONFIG` (78) before it was ready, so the master stopped.
+///
+/// # Examples
+///
+/// ```
+/// use taskward_cli::master::WorkerConfigError;
+///
+/// let error = WorkerConfigError { pid: 42 };
+/// assert!(error.to_string().starts_with("worker 42 exited with code 78 (EX_CONFIG)"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
     "worker {pid} exited with code 78 (EX_CONFIG) before it was ready: its configuration is \
@@ -63,106 +73,11 @@ pub struct WorkerConfigError {
     pub pid: u32,
 }
 
-/// The master's own number for a worker, never reused (a pid can be).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct WorkerId(u64);
-
-impl WorkerId {
-    /// The number (`TASKWARD_WORKER_ID`).
-    pub(crate) fn get(self) -> u64 {
-        self.0
-    }
-}
-
-impl std::fmt::Display for WorkerId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// Why a worker is being replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reason {
-    Reload,
-    MaxRequests,
-}
-
-impl std::fmt::Display for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Reload => "reload (SIGHUP)",
-            Self::MaxRequests => "max_requests",
-        })
-    }
-}
-
 /// How the master is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
     Graceful,
     Fast,
-}
-
-/// Where a worker is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Started, not yet `READY=1`. A replacement names the worker it replaces, which is
-    /// stopped only once this one is ready (so capacity never dips), and why.
-    Starting {
-        replaces: Option<(WorkerId, Reason)>,
-    },
-    /// Said `READY=1`: accepting.
-    Ready,
-    /// Its `max_requests` replacement is ready since `since`: it serves on to its limit
-    /// (or for [`RETIRE_WITHIN`]), counted as one worker more than wanted.
-    Retiring { since: Instant },
-    /// Asked to stop (`SIGTERM`, or `SIGQUIT` for a fast stop): killed at `kill_at`.
-    Stopping { kill_at: Instant },
-    /// Sent SIGKILL: only its exit is awaited.
-    Killed,
-}
-
-impl Phase {
-    /// Counts for keeping the number of workers: not stopping.
-    fn is_active(self) -> bool {
-        !matches!(self, Self::Stopping { .. } | Self::Killed)
-    }
-
-    /// One of the workers counted against the target: neither a replacement still
-    /// starting nor a worker retiring beside its ready replacement.
-    fn is_regular(self) -> bool {
-        matches!(self, Self::Starting { replaces: None } | Self::Ready)
-    }
-
-    /// The state `taskward status` shows.
-    fn name(self) -> &'static str {
-        match self {
-            Self::Starting { .. } => "starting",
-            Self::Ready => "ready",
-            Self::Retiring { .. } => "retiring",
-            Self::Stopping { .. } | Self::Killed => "stopping",
-        }
-    }
-}
-
-/// One worker, as the policy knows it.
-#[derive(Debug, Clone)]
-struct Worker {
-    pid: u32,
-    started: Instant,
-    phase: Phase,
-    /// The first `READY=1`.
-    ready_since: Option<Instant>,
-    /// The last `WATCHDOG=1` (or `READY=1`, or the start).
-    last_beat: Instant,
-    /// `WATCHDOG=trigger`: to be treated as if its heartbeat had stopped.
-    triggered: bool,
-    /// Requests begun, as last reported.
-    requests: u64,
-    /// Replaced once `requests` reaches it (`--max-requests` plus jitter).
-    max_requests: Option<u64>,
-    /// `STATUS=` as last reported.
-    status: String,
 }
 
 /// What the policy is told about the master's settings.
@@ -211,6 +126,16 @@ pub(crate) enum Event {
     Signal(Signal),
     /// `taskward status` asks: answered by [`Action::Reply`].
     StatusRequest,
+    /// A live process that is not a worker is the master's child: a worker's descendant,
+    /// reparented to the master (a child subreaper, or PID 1) when its parent exited.
+    /// `worker` is the worker it descends from, if its environment says.
+    Orphan {
+        pid: u32,
+        worker: Option<WorkerId>,
+        command: String,
+    },
+    /// An orphan exited and was reaped.
+    Reaped { pid: u32 },
 }
 
 /// Something for the master's loop to do.
@@ -225,6 +150,9 @@ pub(crate) enum Action {
     Notify(Note),
     /// The answer to [`Event::StatusRequest`].
     Reply(Box<Status>),
+    /// Send `signal` to a leftover process (the master's child until it is reaped, so
+    /// its pid cannot have been reused).
+    SignalLeftover { pid: u32, signal: Signal },
     /// Close the master's copies of the listening sockets: stopping, the drain delay is
     /// over and the workers stop accepting, so new connections must be refused (a
     /// client can retry a refused connect safely, not a reset request).
@@ -261,11 +189,7 @@ pub(crate) struct Lifecycle {
     pending: Option<Pending>,
     /// Workers to replace, one at a time, in order.
     queue: VecDeque<(WorkerId, Reason)>,
-    backoff: RestartPolicy,
-    /// Crashes inside the backoff's window.
-    crashes: VecDeque<Instant>,
-    /// No worker is started before this (crash backoff).
-    hold_until: Option<Instant>,
+    backoff: CrashBackoff,
     history: VecDeque<(Instant, u32, String)>,
     stop: Option<Stop>,
     killed_at_stop: bool,
@@ -274,6 +198,9 @@ pub(crate) struct Lifecycle {
     /// When the listening sockets are to be closed, once stopping.
     close_at: Option<Instant>,
     closed: bool,
+    /// Processes a worker left behind, being stopped: SIGKILL at the deadline, if not
+    /// sent yet.
+    leftovers: BTreeMap<u32, Option<Instant>>,
     told_ready: bool,
     /// The moment the master began, on both clocks: the status gives wall-clock times.
     began: (Instant, SystemTime),
@@ -290,17 +217,14 @@ impl Lifecycle {
             next_id: 1,
             pending: None,
             queue: VecDeque::new(),
-            backoff: RestartPolicy::default()
-                .backoff(Duration::from_millis(100), Duration::from_secs(10))
-                .intensity(u32::MAX, Duration::from_secs(60)),
-            crashes: VecDeque::new(),
-            hold_until: None,
+            backoff: CrashBackoff::new(),
             history: VecDeque::new(),
             stop: None,
             killed_at_stop: false,
             bad_config: None,
             close_at: None,
             closed: false,
+            leftovers: BTreeMap::new(),
             told_ready: false,
             began: (now, wall),
             actions: Vec::new(),
@@ -325,6 +249,16 @@ impl Lifecycle {
                 let status = self.status(now);
                 self.actions.push(Action::Reply(Box::new(status)));
             }
+            Event::Orphan {
+                pid,
+                worker,
+                command,
+            } => self.on_orphan(pid, worker, command, now),
+            Event::Reaped { pid } => {
+                if self.leftovers.remove(&pid).is_some() {
+                    tracing::info!(pid, "leftover process gone");
+                }
+            }
         }
         self.check_timers(now);
         self.reconcile(now);
@@ -336,10 +270,13 @@ impl Lifecycle {
     #[must_use]
     pub(crate) fn deadline(&self) -> Option<Instant> {
         // A crash backoff means nothing once stopping (and, past, would be always due).
-        let mut due = self.hold_until.filter(|_| self.stop.is_none());
+        let mut due = self.backoff.until().filter(|_| self.stop.is_none());
         let mut at = |t: Instant| due = Some(due.map_or(t, |d| d.min(t)));
         if let Some(close_at) = self.close_at {
             at(close_at);
+        }
+        for kill_at in self.leftovers.values().flatten() {
+            at(*kill_at);
         }
         for worker in self.workers.values() {
             match worker.phase {
@@ -359,10 +296,14 @@ impl Lifecycle {
         due
     }
 
-    /// How the master ended, once it has: stopping, and every worker gone.
+    /// How the master ended, once it has: stopping, and every worker gone, and every
+    /// process they left behind.
     #[must_use]
     pub(crate) fn finished(&self) -> Option<Outcome> {
-        let done = self.stop.is_some() && self.workers.is_empty() && self.pending.is_none();
+        let done = self.stop.is_some()
+            && self.workers.is_empty()
+            && self.pending.is_none()
+            && self.leftovers.is_empty();
         done.then_some(match self.bad_config {
             Some(error) => Outcome::WorkerConfig(error),
             None if self.killed_at_stop => Outcome::Killed,
@@ -420,11 +361,9 @@ impl Lifecycle {
     /// regular workers up to the target, unless a crash backoff holds; stops regular
     /// workers above it.
     fn reconcile(&mut self, now: Instant) {
-        if self.stop.is_some() || self.pending.is_some() || self.hold_until.is_some_and(|t| now < t)
-        {
+        if self.stop.is_some() || self.pending.is_some() || self.backoff.holds(now) {
             return;
         }
-        self.hold_until = None;
         if self.replacement().is_none() {
             while let Some((old, reason)) = self.queue.pop_front() {
                 if self.workers.get(&old).is_some_and(|w| w.phase.is_active()) {
@@ -451,7 +390,7 @@ impl Lifecycle {
     }
 
     fn start(&mut self, replaces: Option<(WorkerId, Reason)>) {
-        let id = WorkerId(self.next_id);
+        let id = WorkerId::from_number(self.next_id);
         self.next_id += 1;
         self.pending = Some(Pending { id, replaces });
         self.actions.push(Action::Start { id });
@@ -482,13 +421,17 @@ impl Lifecycle {
         if let Some((old, reason)) = pending.replaces {
             tracing::info!(old = self.pid(old), new = pid, %reason, "replacing a worker");
         }
+        if self.stop.is_some() {
+            // Not asked for once stopping, but stopped like the others should it come.
+            self.stop_worker(id, Signal::TERM, self.settings.graceful_timeout, now);
+        }
     }
 
     fn on_spawn_failed(&mut self, id: WorkerId, now: Instant) {
         let Some(pending) = self.pending.take_if(|p| p.id == id) else {
             return;
         };
-        self.crashed(None, now);
+        self.backoff.died(None, now);
         if let Some((old, reason)) = pending.replaces {
             // Not even started (the program cannot be executed now): the same as a
             // replacement that exits before READY, so that the next SIGHUP, or the next
@@ -496,6 +439,13 @@ impl Lifecycle {
             tracing::error!(old = self.pid(old), %reason, "replacement abandoned: the old workers keep serving");
             self.abandon_replacements();
         }
+    }
+
+    /// Whether a worker is serving (ready, or retiring beside its replacement).
+    fn serving(&self) -> bool {
+        self.workers
+            .values()
+            .any(|w| matches!(w.phase, Phase::Ready | Phase::Retiring { .. }))
     }
 
     /// Workers counted against the target (see [`Phase::is_regular`]).
@@ -520,36 +470,6 @@ impl Lifecycle {
     fn is_replaced(&self, id: WorkerId) -> bool {
         self.queue.iter().any(|(queued, _)| *queued == id)
             || self.replacement().is_some_and(|(_, old, _)| old == id)
-    }
-
-    /// Notes the death of a worker ready since `ready_since` (if ever) at `now`, and
-    /// holds further starts for the backoff it earns if it died [young](YOUNG).
-    fn crashed(&mut self, ready_since: Option<Instant>, now: Instant) {
-        if let Some(ready) = ready_since
-            && now.saturating_duration_since(ready) >= YOUNG
-        {
-            tracing::debug!(served_for = ?now.saturating_duration_since(ready), "not a crash loop: no backoff");
-            return;
-        }
-        let window = self.backoff.window();
-        while self
-            .crashes
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) > window)
-        {
-            self.crashes.pop_front();
-        }
-        let recent = u32::try_from(self.crashes.len()).unwrap_or(u32::MAX);
-        let delay = self.backoff.delay(recent);
-        self.crashes.push_back(now);
-        self.hold_until = Some(later(now, delay));
-        if recent > 0 {
-            tracing::warn!(
-                ?delay,
-                recent_crashes = recent + 1,
-                "workers keep failing: backing off"
-            );
-        }
     }
 
     fn remember(&mut self, pid: u32, reason: String, now: Instant) {
@@ -591,7 +511,7 @@ impl Lifecycle {
                 );
                 self.abandon_replacements();
                 self.remember(pid, format!("replacement failed: {how}"), now);
-                self.crashed(None, now);
+                self.backoff.died(None, now);
             }
             _ if self.stop.is_some() => {
                 tracing::info!(pid, status = %how, "worker stopped");
@@ -602,7 +522,12 @@ impl Lifecycle {
                 tracing::warn!(pid, status = %how, "retiring worker exited before it was stopped");
                 self.remember(pid, format!("exited while retiring: {how}"), now);
             }
-            Phase::Starting { replaces: None } if exit_code == Some(EX_CONFIG) => {
+            // While other workers serve, a bad configuration (a file edited under a running
+            // service, say) degrades it, as a crash loop with backoff, rather than take
+            // it down; with none serving, restarting can only loop.
+            Phase::Starting { replaces: None }
+                if exit_code == Some(EX_CONFIG) && !self.serving() =>
+            {
                 let error = WorkerConfigError { pid };
                 tracing::error!(pid, status = %how, "{error}");
                 self.remember(pid, format!("bad configuration: {how}"), now);
@@ -612,7 +537,7 @@ impl Lifecycle {
             _ => {
                 tracing::error!(pid, status = %how, "worker exited unexpectedly: starting another");
                 self.remember(pid, format!("crashed: {how}"), now);
-                self.crashed(worker.ready_since, now);
+                self.backoff.died(worker.ready_since, now);
             }
         }
     }
@@ -644,7 +569,10 @@ impl Lifecycle {
                 worker.last_beat = now;
                 worker.triggered = false;
             }
-            None if message.ready => worker.last_beat = now,
+            None if message.ready => {
+                worker.last_beat = now;
+                worker.triggered = false;
+            }
             None => {}
         }
         if let Some(status) = message.status {
@@ -810,7 +738,7 @@ impl Lifecycle {
         };
         self.stop = Some(how);
         self.queue.clear();
-        self.hold_until = None;
+        self.backoff.lift();
         self.actions.push(Action::Notify(Note::Stopping));
         let (signal, grace, drain) = match how {
             Stop::Graceful => (
@@ -866,6 +794,28 @@ impl Lifecycle {
         }
     }
 
+    /// A descendant of a worker that is gone outlived it: it is named (log, status) and
+    /// stopped like a worker, SIGTERM then SIGKILL at the grace deadline. The orphan of
+    /// a worker still running is left alone: adopted, it is reaped when it exits.
+    fn on_orphan(&mut self, pid: u32, worker: Option<WorkerId>, command: String, now: Instant) {
+        let alive = worker.is_some_and(|id| self.workers.contains_key(&id));
+        if alive || self.leftovers.contains_key(&pid) {
+            return;
+        }
+        let of = worker.map_or_else(|| "a worker".to_owned(), |id| format!("worker {id}"));
+        tracing::warn!(pid, command, "a process of {of} outlived it: stopping it");
+        self.remember(pid, format!("leftover of {of}: {command}"), now);
+        let grace = match self.stop {
+            Some(Stop::Fast) => FAST_STOP_GRACE,
+            _ => self.settings.graceful_timeout,
+        };
+        self.leftovers.insert(pid, Some(later(now, grace)));
+        self.actions.push(Action::SignalLeftover {
+            pid,
+            signal: Signal::TERM,
+        });
+    }
+
     // ------------------------------------------------------------ timers
 
     fn check_timers(&mut self, now: Instant) {
@@ -873,6 +823,16 @@ impl Lifecycle {
             self.close_at = None;
             self.closed = true;
             self.actions.push(Action::CloseListeners);
+        }
+        for (&pid, kill_at) in &mut self.leftovers {
+            if kill_at.is_some_and(|at| now >= at) {
+                tracing::warn!(pid, "leftover process did not stop in time: SIGKILL");
+                *kill_at = None;
+                self.actions.push(Action::SignalLeftover {
+                    pid,
+                    signal: Signal::KILL,
+                });
+            }
         }
         let mut killed = Vec::new();
         for (&id, worker) in &mut self.workers {
@@ -925,7 +885,7 @@ impl Lifecycle {
                 self.abandon_replacements();
             }
             self.remember(pid, reason.to_owned(), now);
-            self.crashed(ready_since, now);
+            self.backoff.died(ready_since, now);
         }
     }
 
@@ -959,5 +919,7 @@ fn later(at: Instant, d: Duration) -> Instant {
         .unwrap_or(at)
 }
 
+mod backoff;
+mod phase;
 #[cfg(test)]
 mod tests;

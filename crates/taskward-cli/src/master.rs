@@ -1,6 +1,6 @@
 //! The master of `taskward serve`: the loop that does its I/O. It waits for worker exits,
 //! notify datagrams, signals, admin connections and timers, hands each to the policy
-//! ([`Lifecycle`](crate::lifecycle)), and carries out what the policy answers: start or
+//! (`Lifecycle`, in `lifecycle.rs`), and carries out what the policy answers: start or
 //! signal a worker, tell the supervisor, reply to `taskward status`.
 //!
 //! Read [`Master::run`]. Every decision is the policy's; this file only translates.
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
-use rustix::process::Signal;
+use rustix::process::{Pid, Signal, kill_process};
 use taskward::Scope;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
@@ -61,6 +61,8 @@ struct Signals {
     quit: tokio::signal::unix::Signal,
     ttin: tokio::signal::unix::Signal,
     ttou: tokio::signal::unix::Signal,
+    /// A child exited: perhaps a process a worker left behind, to be reaped.
+    chld: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -72,6 +74,7 @@ impl Signals {
             quit: signal(SignalKind::quit())?,
             ttin: signal(SignalKind::from_raw(Signal::TTIN.as_raw()))?,
             ttou: signal(SignalKind::from_raw(Signal::TTOU.as_raw()))?,
+            chld: signal(SignalKind::child())?,
         })
     }
 }
@@ -136,6 +139,9 @@ impl Master {
     /// If the signal handlers cannot be installed.
     pub async fn run(mut self) -> io::Result<Outcome> {
         let mut signals = Signals::new()?;
+        if let Err(error) = crate::leftovers::become_subreaper() {
+            tracing::warn!(%error, "cannot become a child subreaper: processes workers leave behind go to init");
+        }
         tracing::info!(
             workers = self.lifecycle.target(),
             program = ?self.program,
@@ -155,10 +161,17 @@ impl Master {
                 .io_paused_until
                 .is_none_or(|until| Instant::now() >= until);
             let mut reply_to = None;
+            let mut sweep = false;
             let event = tokio::select! {
                 Some((id, status)) = self.exits.1.recv() => {
                     self.processes.remove(&id);
+                    // Its children are the master's now.
+                    sweep = true;
                     Event::Exited { id, status }
+                }
+                Some(()) = signals.chld.recv() => {
+                    sweep = true;
+                    Event::Timer
                 }
                 received = self.notify.recv(), if io => self.on_datagram(received),
                 Some(()) = signals.hup.recv() => Event::Signal(Signal::HUP),
@@ -187,6 +200,9 @@ impl Master {
                 self.io_paused_until = None;
             }
             self.apply(event, reply_to);
+            if sweep {
+                self.sweep();
+            }
         };
         if let Some((_, path)) = &self.admin {
             let _ = std::fs::remove_file(path);
@@ -213,6 +229,15 @@ impl Master {
                     }
                 }
                 Action::Notify(note) => supervisor(note),
+                Action::SignalLeftover { pid, signal } => {
+                    let sent = i32::try_from(pid)
+                        .ok()
+                        .and_then(Pid::from_raw)
+                        .map(|pid| kill_process(pid, signal));
+                    if let Some(Err(error)) = sent {
+                        tracing::debug!(%error, pid, "signal not delivered");
+                    }
+                }
                 Action::CloseListeners => {
                     tracing::info!(
                         sockets = self.listeners.len(),
@@ -232,6 +257,28 @@ impl Master {
                     }
                 }
             }
+        }
+    }
+
+    /// Reaps the master's children that are not workers and have exited, and tells the
+    /// policy of those still running (see `leftovers.rs`).
+    fn sweep(&mut self) {
+        let workers: Vec<u32> = self.processes.values().map(|p| p.pid).collect();
+        for child in crate::leftovers::children(std::process::id(), &workers) {
+            let event = if child.zombie {
+                if !crate::leftovers::reap(child.pid) {
+                    continue;
+                }
+                tracing::debug!(pid = child.pid, "reaped an orphan");
+                Event::Reaped { pid: child.pid }
+            } else {
+                Event::Orphan {
+                    pid: child.pid,
+                    worker: crate::leftovers::worker_of(child.pid).map(WorkerId::from_number),
+                    command: crate::leftovers::command_of(child.pid),
+                }
+            };
+            self.apply(event, None);
         }
     }
 

@@ -70,7 +70,7 @@ impl WorkerProcess {
             vars.insert(key.into(), value.into());
         };
         set("LISTEN_FDS", launch.listeners.len().to_string());
-        set("TASKWARD_WORKER_ID", id.to_string());
+        set(crate::leftovers::WORKER_ID_ENV, id.to_string());
         set(
             taskward_http::GRACEFUL_TIMEOUT_ENV,
             launch.graceful_timeout.as_secs_f64().to_string(),

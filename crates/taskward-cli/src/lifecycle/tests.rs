@@ -107,6 +107,7 @@ impl Sim {
                     actions.extend(self.core.handle(event, self.now));
                 }
                 Action::Signal { id, signal } => self.signals.push((self.pids[&id], signal)),
+                Action::SignalLeftover { pid, signal } => self.signals.push((pid, signal)),
                 Action::Notify(note) => self.notes.push(note),
                 Action::Reply(status) => self.reply = Some(*status),
                 Action::CloseListeners => {
@@ -285,6 +286,28 @@ fn a_reload_replaces_each_worker_one_at_a_time_behind_ready() {
     sim.signal(Signal::TERM);
     sim.obey();
     assert_eq!(sim.core.finished(), Some(Outcome::Clean));
+}
+
+// The policy's side of systemd.rs' plays_well_with_a_systemd_like_supervisor: READY=1
+// once all are ready, RELOADING=1 at a SIGHUP and READY=1 once the reload is done (not
+// before), STOPPING=1 at SIGTERM.
+#[test]
+fn the_supervisor_hears_ready_reloading_ready_stopping() {
+    let mut sim = Sim::ready_workers(2);
+    sim.signal(Signal::HUP);
+    assert_eq!(sim.notes, [Note::Ready, Note::Reloading]);
+    sim.ready(sim.last_started());
+    sim.obey();
+    assert_eq!(
+        sim.notes,
+        [Note::Ready, Note::Reloading],
+        "one replaced, one to go"
+    );
+    sim.ready(sim.last_started());
+    sim.obey();
+    assert_eq!(sim.notes, [Note::Ready, Note::Reloading, Note::Ready]);
+    sim.signal(Signal::TERM);
+    assert_eq!(sim.notes.last(), Some(&Note::Stopping));
 }
 
 // Replaces odd_moments.rs' policy part of a_sighup_before_the_first_ready_is_honoured:
@@ -659,6 +682,21 @@ fn a_watchdog_trigger_kills_at_once() {
     assert_eq!(sim.reasons(pid), ["heartbeat timeout"]);
 }
 
+// A trigger before READY is overtaken by the READY=1 that follows, which is a heartbeat.
+#[test]
+fn a_watchdog_trigger_before_ready_is_overtaken_by_ready() {
+    let mut sim = Sim::new(Settings {
+        timeout: Some(Duration::from_secs(30)),
+        ..settings(1)
+    });
+    let pid = sim.pids_in("starting")[0];
+    sim.notify(pid, "WATCHDOG=trigger");
+    sim.ready(pid);
+    assert!(sim.signals_to(pid).is_empty(), "{:?}", sim.signals);
+    sim.notify(pid, "READY=1\nWATCHDOG=trigger");
+    assert_eq!(sim.signals_to(pid), [Signal::KILL], "a trigger once ready");
+}
+
 // ------------------------------------------------------------------ counts
 
 // Replaces the policy part of supervision.rs' ttin_and_ttou_change_the_worker_count.
@@ -879,15 +917,22 @@ fn a_worker_exiting_with_ex_config_before_ready_stops_the_master() {
     assert!(message.contains("EX_CONFIG"), "{message}");
 }
 
-// After READY, 78 is a crash like any other; a replacement exiting with it is abandoned
-// as any failed reload is, the old workers serving on.
+// After READY, 78 is a crash like any other, and so is a restart exiting with it while
+// another worker serves (a service is degraded, not taken down); a replacement exiting
+// with it is abandoned as any failed reload is, the old workers serving on.
 #[test]
-fn ex_config_after_ready_or_from_a_replacement_does_not_stop_the_master() {
+fn ex_config_after_ready_or_while_others_serve_does_not_stop_the_master() {
     let mut sim = Sim::ready_workers(2);
     let pids = sim.pids_in("ready");
     sim.exit_code(pids[0], 78);
     sim.advance(SECOND);
     assert_eq!(sim.started.len(), 3, "restarted");
+    sim.exit_code(sim.last_started(), 78);
+    assert_eq!(sim.core.finished(), None);
+    assert!(!sim.notes.contains(&Note::Stopping));
+    assert_eq!(sim.signals_to(pids[1]), [], "the serving worker serves on");
+    sim.advance(SECOND);
+    assert_eq!(sim.started.len(), 4, "restarted, with backoff");
     sim.ready_all();
     sim.signal(Signal::HUP);
     let new = sim.last_started();
@@ -896,6 +941,25 @@ fn ex_config_after_ready_or_from_a_replacement_does_not_stop_the_master() {
     assert_eq!(sim.pids_in("ready").len(), 2);
     assert_eq!(sim.core.finished(), None);
     assert!(!sim.notes.contains(&Note::Stopping));
+}
+
+// With the only worker gone, a restart exiting with 78 stops the master: nothing serves,
+// and restarting can only loop.
+#[test]
+fn ex_config_with_no_worker_serving_stops_the_master() {
+    let mut sim = Sim::ready_workers(1);
+    let first = sim.pids_in("ready")[0];
+    sim.killed(first);
+    sim.advance(SECOND);
+    let restart = sim.last_started();
+    assert_ne!(restart, first);
+    sim.exit_code(restart, 78);
+    assert_eq!(
+        sim.core.finished(),
+        Some(Outcome::WorkerConfig(super::WorkerConfigError {
+            pid: restart
+        }))
+    );
 }
 
 // ------------------------------------------------------------------ closing the sockets
@@ -939,4 +1003,56 @@ fn a_stop_closes_the_masters_own_sockets_after_the_drain_delay() {
     sim.signal(Signal::TERM);
     sim.advance(Duration::from_secs(60));
     assert_eq!(sim.closed_at, None);
+}
+
+// ------------------------------------------------------------------ leftovers
+
+fn orphan(sim: &mut Sim, pid: u32, of: u32, command: &str) {
+    let worker = sim.ids.get(&of).copied();
+    sim.apply(Event::Orphan {
+        pid,
+        worker,
+        command: command.to_owned(),
+    });
+}
+
+// A process reparented to the master while its worker runs is adopted (left alone); once
+// its worker has exited it is a leftover: named in the status, SIGTERM, then SIGKILL at
+// the grace deadline.
+#[test]
+fn a_leftover_of_an_exited_worker_is_named_and_stopped() {
+    let mut sim = Sim::ready_workers(1);
+    let worker = sim.pids_in("ready")[0];
+    orphan(&mut sim, 900, worker, "sleep 1000");
+    assert!(sim.signals_to(900).is_empty(), "its worker still runs");
+    sim.killed(worker);
+    orphan(&mut sim, 900, worker, "sleep 1000");
+    orphan(&mut sim, 900, worker, "sleep 1000");
+    assert_eq!(sim.signals_to(900), [Signal::TERM], "signalled once");
+    assert_eq!(sim.reasons(900), ["leftover of worker 1: sleep 1000"]);
+    sim.advance(Duration::from_secs(30) - MS);
+    assert_eq!(sim.signals_to(900), [Signal::TERM]);
+    sim.advance(MS);
+    assert_eq!(sim.signals_to(900), [Signal::TERM, Signal::KILL]);
+    sim.apply(Event::Reaped { pid: 900 });
+    assert_eq!(sim.core.deadline().filter(|at| *at <= sim.now), None);
+}
+
+// An orphan whose worker cannot be told (its environment was cleared) is a leftover at
+// once; and the master does not finish a stop before the leftovers are gone.
+#[test]
+fn a_stop_waits_for_the_leftovers() {
+    let mut sim = Sim::ready_workers(1);
+    let worker = sim.pids_in("ready")[0];
+    sim.signal(Signal::TERM);
+    sim.exit_code(worker, 0);
+    sim.apply(Event::Orphan {
+        pid: 901,
+        worker: None,
+        command: "daemon".to_owned(),
+    });
+    assert_eq!(sim.signals_to(901), [Signal::TERM]);
+    assert_eq!(sim.core.finished(), None, "a leftover still runs");
+    sim.apply(Event::Reaped { pid: 901 });
+    assert_eq!(sim.core.finished(), Some(Outcome::Clean));
 }
