@@ -335,6 +335,9 @@ struct FailureList {
     evicted: u64,
     /// Escalation causes of child scopes dropped since, at most `MAX_LISTED`.
     causes: Vec<Escalation>,
+    /// Tasks of descendant scopes dropped while they were live (root scopes only), at
+    /// most `MAX_LISTED`: what the test harness reports as a leak.
+    abandoned: Vec<String>,
 }
 
 impl FailureLog {
@@ -359,6 +362,18 @@ impl FailureLog {
         if list.causes.len() < ShutdownReport::MAX_LISTED {
             list.causes.push(cause);
         }
+    }
+
+    /// Notes tasks of a descendant scope dropped while they were live.
+    pub(crate) fn push_abandoned(&self, names: &[String]) {
+        let mut list = self.lock();
+        let room = ShutdownReport::MAX_LISTED.saturating_sub(list.abandoned.len());
+        list.abandoned.extend(names.iter().take(room).cloned());
+    }
+
+    /// The tasks of descendant scopes dropped while they were live.
+    pub(crate) fn abandoned(&self) -> Vec<String> {
+        self.lock().abandoned.clone()
     }
 
     /// Copies the stragglers into `out`.

@@ -289,6 +289,12 @@ impl Scope {
         self.inner.cause.get().cloned()
     }
 
+    /// Tasks of descendant scopes dropped while they were live (see `ScopeInner::abandon`).
+    #[cfg(feature = "testing")]
+    pub(crate) fn abandoned(&self) -> Vec<String> {
+        self.inner.failures.abandoned()
+    }
+
     pub(crate) fn from_arc(inner: Arc<ScopeInner>) -> Self {
         // Relaxed: a new handle publishes nothing; the drop side does the ordering.
         inner.handles.fetch_add(1, Ordering::Relaxed);
@@ -720,6 +726,15 @@ impl ScopeInner {
         self.token.cancel();
         if names.is_empty() {
             return;
+        }
+        // Noted at the root, which outlives this scope: a test harness holding the root
+        // fails the test naming these tasks.
+        let mut root = self.parent.as_ref();
+        while let Some(parent) = root.and_then(|p| p.parent.as_ref()) {
+            root = Some(parent);
+        }
+        if let Some(root) = root {
+            root.failures.push_abandoned(&names);
         }
         tracing::warn!(
             scope = %self.path,
