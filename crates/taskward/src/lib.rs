@@ -31,6 +31,35 @@
 //! # }
 //! ```
 //!
+//! # Exiting after the report
+//!
+//! A task that blocks its thread for good (a synchronous call that never returns) is
+//! reported `stuck`, but it still holds its worker thread, and dropping a tokio runtime
+//! waits for every worker: with `#[tokio::main]`, the process would hang after printing
+//! the report. End `main` this way instead: build the runtime by hand, print the report,
+//! give the workers a bounded time with `Runtime::shutdown_timeout`, and exit with
+//! [`ShutdownReport::exit_code`] (1 when the report is not clean, a stuck task included).
+//! `examples/stuck_task.rs` is this pattern, run as a real process by the tests.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use taskward::{Scope, ShutdownPolicy, signal::{Signals, shutdown_on_signals}};
+//!
+//! fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
+//!     let runtime = tokio::runtime::Runtime::new()?;
+//!     let report = runtime.block_on(async {
+//!         let app = Scope::root("app");
+//!         // ... spawn the service's tasks ...
+//!         let mut signals = Signals::new()?;
+//!         let policy = ShutdownPolicy::new(Duration::from_secs(10));
+//!         Ok::<_, taskward::SignalError>(shutdown_on_signals(&app, &mut signals, policy).await)
+//!     })?;
+//!     eprintln!("{report}");
+//!     runtime.shutdown_timeout(Duration::from_secs(1)); // not drop(runtime): it would wait
+//!     Ok(report.exit_code())
+//! }
+//! ```
+//!
 //! # Process-wide effects
 //!
 //! The first spawn puts a panic hook in front of the one installed (it notes the location

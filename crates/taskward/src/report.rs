@@ -88,6 +88,29 @@ impl ShutdownReport {
             && self.cause.is_none()
     }
 
+    /// The process exit code this report calls for: success when it is clean, failure
+    /// (1) otherwise, a stuck task included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let app = taskward::Scope::root("app");
+    /// app.spawn("idle", std::future::pending::<()>()).expect("app is open");
+    /// let report = app.shutdown(std::time::Duration::from_secs(1)).await;
+    /// assert_eq!(report.exit_code(), std::process::ExitCode::FAILURE);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        if self.is_clean() {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        }
+    }
+
     /// The listed tasks that ended with `outcome`.
     pub fn tasks_with(&self, outcome: TaskOutcome) -> impl Iterator<Item = &TaskReport> {
         self.tasks.iter().filter(move |t| t.outcome == outcome)
