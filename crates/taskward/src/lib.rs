@@ -60,6 +60,23 @@
 //! }
 //! ```
 //!
+//! # Seeing the warnings
+//!
+//! taskward logs with `tracing`: failures, aborted and stuck tasks, scopes dropped with
+//! live tasks. Without a subscriber (`tracing_subscriber::fmt::init()`, say) nothing is
+//! printed, except the warning for a scope dropped with live tasks, which then goes to
+//! stderr.
+//!
+//! # Testing
+//!
+//! The leak-checking harness, `taskward::testing`, is behind the `testing` feature, which pulls in
+//! tokio's test utilities: enable it for tests only, under `[dev-dependencies]`:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! taskward = { version = "*", features = ["testing"] }
+//! ```
+//!
 //! # Process-wide effects
 //!
 //! The first spawn puts a panic hook in front of the one installed (it notes the location
@@ -89,10 +106,10 @@ pub mod signal;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use context::{TaskContext, spawn};
+pub use context::{CancelledFuture, TaskContext, spawn, spawn_with};
 #[cfg(all(unix, feature = "signal"))]
 pub use error::SignalError;
-pub use error::{JoinError, SpawnError};
+pub use error::{JoinError, SpawnError, TaskError};
 pub use policy::{FailurePolicy, RestartPolicy};
 pub use report::{
     Escalation, HookOutcome, HookReport, OutcomeCounts, Phase, ShutdownReport, TaskReport,

@@ -395,6 +395,7 @@ impl FailureLog {
     }
 
     /// The tasks of descendant scopes dropped while they were live.
+    #[cfg(feature = "testing")]
     pub(crate) fn abandoned(&self) -> Vec<String> {
         self.lock().abandoned.clone()
     }

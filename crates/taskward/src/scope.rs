@@ -742,6 +742,22 @@ impl ScopeInner {
             tasks = %names.join(", "),
             "scope dropped without shutdown: aborting the tasks it still owned"
         );
+        if no_subscriber() {
+            // Nobody would see the warning: say it on stderr, as asyncio does for
+            // "Task was destroyed but it is pending!".
+            #[expect(
+                clippy::print_stderr,
+                reason = "the one warning that must be seen even without a tracing subscriber"
+            )]
+            {
+                eprintln!(
+                    "taskward WARN: scope `{}` dropped without shutdown: aborting the {} task(s) it still owned: {}",
+                    self.path,
+                    names.len(),
+                    names.join(", ")
+                );
+            }
+        }
     }
 
     pub(crate) fn parent(&self) -> Option<&Arc<ScopeInner>> {
@@ -784,6 +800,11 @@ impl Drop for ScopeInner {
     }
 }
 
+/// Whether no `tracing` subscriber would see an event here (none global, none scoped).
+fn no_subscriber() -> bool {
+    tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>())
+}
+
 /// Every live root scope of the process.
 pub(crate) fn roots() -> Vec<Arc<ScopeInner>> {
     lock(&ROOTS)
@@ -817,6 +838,16 @@ mod tests {
         assert!(is_closed(&app));
         let err = app.child("late").expect_err("closed scope must refuse");
         assert!(matches!(err, SpawnError::ShuttingDown { ref scope, .. } if scope == "app"));
+    }
+
+    #[test]
+    fn the_stderr_fallback_is_only_for_programs_without_a_subscriber() {
+        // Unit tests install no global subscriber.
+        assert!(no_subscriber());
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || assert!(!no_subscriber()));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::context::{CURRENT, TaskContext};
 use crate::error::JoinError;
 use crate::error::SpawnError;
 use crate::policy::{FailurePolicy, RestartPolicy, Restarts};
-use crate::registry::TaskEntry;
+use crate::registry::{TaskCancel, TaskEntry};
 use crate::scope::ScopeInner;
 use crate::supervise::{Supervised, TaskGuard, restarting};
 use crate::task::{TaskHandle, TaskId, TaskName, TaskOutput, TaskState};
@@ -220,10 +220,11 @@ where
         restarts: 0,
         state: TaskState::Running,
         straggler: false,
+        cancel: TaskCancel::default(),
     });
     // The guard is the task-local value: the context `taskward::spawn` and
     // `TaskContext::current` read, and the task's only reference to its scope.
-    let guard = TaskGuard::new(TaskContext::new(scope.clone(), id), slot);
+    let guard = TaskGuard::new(TaskContext::new(scope.clone(), id, slot), slot);
     let future = match std::panic::catch_unwind(AssertUnwindSafe(|| make(&guard.ctx))) {
         Ok(future) => future,
         Err(payload) => {
@@ -245,5 +246,8 @@ where
         (false, Some(runtime)) => runtime.spawn(task.instrument(span)),
     };
     scope.store_abort(slot, id, join.abort_handle());
-    Ok(TaskHandle::new(id, join))
+    Ok(TaskHandle::new(
+        TaskContext::new(scope.clone(), id, slot),
+        join,
+    ))
 }
