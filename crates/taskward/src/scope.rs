@@ -353,7 +353,7 @@ pub(crate) struct ScopeInner {
     /// abort walk aborts its own task.
     aborting: AtomicBool,
     /// Notified by every task that ends while a shutdown's abort phase waits on it.
-    abort_watch: Mutex<Option<Arc<Notify>>>,
+    abort_watch: Mutex<Option<Arc<crate::abort::Watch>>>,
 }
 
 impl ScopeInner {
@@ -515,7 +515,7 @@ impl ScopeInner {
         // Relaxed: a notification missed here only leaves the abort phase to its timer.
         if self.aborting.load(Ordering::Relaxed) {
             if let Some(watch) = lock(&self.abort_watch).as_ref() {
-                watch.notify_one();
+                watch.ended();
             }
         }
     }
@@ -633,7 +633,7 @@ impl ScopeInner {
     pub(crate) fn begin_abort(
         &self,
         exempt: Option<TaskId>,
-        watch: &Arc<Notify>,
+        watch: &Arc<crate::abort::Watch>,
     ) -> Vec<tokio::task::AbortHandle> {
         *lock(&self.abort_watch) = Some(watch.clone());
         // Release: pairs with the Acquire load in `store_abort`.
