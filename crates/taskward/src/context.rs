@@ -65,6 +65,10 @@ impl TaskContext {
         Self { scope, id, slot }
     }
 
+    pub(crate) fn slot(&self) -> Slot {
+        self.slot
+    }
+
     pub(crate) fn scope(&self) -> &Arc<ScopeInner> {
         &self.scope
     }

@@ -224,7 +224,7 @@ where
     });
     // The guard is the task-local value: the context `taskward::spawn` and
     // `TaskContext::current` read, and the task's only reference to its scope.
-    let guard = TaskGuard::new(TaskContext::new(scope.clone(), id, slot), slot);
+    let guard = TaskGuard::new(TaskContext::new(scope.clone(), id, slot));
     let future = match std::panic::catch_unwind(AssertUnwindSafe(|| make(&guard.ctx))) {
         Ok(future) => future,
         Err(payload) => {
