@@ -99,7 +99,7 @@ impl TaskContext {
             || self
                 .scope
                 .registry
-                .update(self.slot, self.id, |e| e.cancel.requested)
+                .update(self.slot, self.id, |e| e.cancel_requested())
                 .unwrap_or(false)
     }
 
@@ -121,11 +121,11 @@ impl TaskContext {
     #[must_use]
     pub fn token(&self) -> CancellationToken {
         let own = self.scope.registry.update(self.slot, self.id, |e| {
-            let token = e
-                .cancel
+            let cancel = e.cancel.get_or_insert_with(Box::default);
+            let token = cancel
                 .token
                 .get_or_insert_with(|| self.scope.token.child_token());
-            if e.cancel.requested {
+            if cancel.requested {
                 token.cancel();
             }
             token.child_token()
@@ -137,11 +137,12 @@ impl TaskContext {
     /// Asks this task alone to stop. Returns whether it was live and not asked before.
     pub(crate) fn cancel(&self) -> bool {
         let asked = self.scope.registry.update(self.slot, self.id, |e| {
-            if e.cancel.requested {
+            let cancel = e.cancel.get_or_insert_with(Box::default);
+            if cancel.requested {
                 return None;
             }
-            e.cancel.requested = true;
-            Some((e.cancel.waker.take(), e.cancel.token.clone()))
+            cancel.requested = true;
+            Some((cancel.waker.take(), cancel.token.clone()))
         });
         let Some(Some((waker, token))) = asked else {
             return false;
@@ -216,12 +217,13 @@ impl Future for CancelledFuture<'_> {
         // The waker is stored under the lock that `cancel` takes to read it: no request
         // can slip between the check and the registration.
         let asked = ctx.scope.registry.update(ctx.slot, ctx.id, |e| {
-            if e.cancel.requested {
+            let cancel = e.cancel.get_or_insert_with(Box::default);
+            if cancel.requested {
                 return true;
             }
-            match &e.cancel.waker {
+            match &cancel.waker {
                 Some(waker) if waker.will_wake(cx.waker()) => {}
-                _ => e.cancel.waker = Some(cx.waker().clone()),
+                _ => cancel.waker = Some(cx.waker().clone()),
             }
             false
         });

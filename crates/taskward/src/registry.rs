@@ -31,12 +31,19 @@ pub(crate) struct TaskEntry {
     /// Aborted by a shutdown because it did not stop when asked: a straggler, which its
     /// report names whatever else the scope has seen.
     pub(crate) straggler: bool,
-    /// Asked to stop on its own, by [`TaskHandle::cancel`](crate::TaskHandle::cancel).
-    pub(crate) cancel: TaskCancel,
+    /// Its own cancellation ([`TaskHandle::cancel`](crate::TaskHandle::cancel)), boxed
+    /// and made only when used: a task that never waits on its context costs a pointer.
+    pub(crate) cancel: Option<Box<TaskCancel>>,
 }
 
-/// A task's own cancellation, apart from its scope's: made only when used, so that a task
-/// nobody cancels on its own costs nothing more.
+impl TaskEntry {
+    /// Whether the task was asked to stop on its own.
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.requested)
+    }
+}
+
+/// A task's own cancellation, apart from its scope's.
 #[derive(Debug, Default)]
 pub(crate) struct TaskCancel {
     pub(crate) requested: bool,
@@ -132,7 +139,7 @@ impl Registry {
             _ => None,
         };
         let outcome = match (&entry, outcome) {
-            (Some(e), TaskOutcome::Completed) if e.cancel.requested => TaskOutcome::Cancelled,
+            (Some(e), TaskOutcome::Completed) if e.cancel_requested() => TaskOutcome::Cancelled,
             _ => outcome,
         };
         shard.ended.record(outcome);

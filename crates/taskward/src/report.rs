@@ -58,6 +58,7 @@ pub struct ShutdownReport {
     pub tasks: Vec<TaskReport>,
     /// How many of the leading rows of `tasks` are stragglers (stuck, or aborted by this
     /// shutdown).
+    #[serde(default)]
     pub stragglers: usize,
     /// How many past failures were left out of `tasks` to bound memory.
     pub omitted: u64,
@@ -68,6 +69,7 @@ pub struct ShutdownReport {
     pub cause: Option<Escalation>,
     /// One escalation per scope of the subtree that escalated (its first), parents first,
     /// including child scopes dropped since.
+    #[serde(default)]
     pub escalations: Vec<Escalation>,
 }
 

@@ -13,7 +13,7 @@ use crate::context::{CURRENT, TaskContext};
 use crate::error::JoinError;
 use crate::error::SpawnError;
 use crate::policy::{FailurePolicy, RestartPolicy, Restarts};
-use crate::registry::{TaskCancel, TaskEntry};
+use crate::registry::TaskEntry;
 use crate::scope::ScopeInner;
 use crate::supervise::{Supervised, TaskGuard, restarting};
 use crate::task::{TaskHandle, TaskId, TaskName, TaskOutput, TaskState};
@@ -220,7 +220,7 @@ where
         restarts: 0,
         state: TaskState::Running,
         straggler: false,
-        cancel: TaskCancel::default(),
+        cancel: None,
     });
     // The guard is the task-local value: the context `taskward::spawn` and
     // `TaskContext::current` read, and the task's only reference to its scope.
