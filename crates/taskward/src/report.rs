@@ -311,7 +311,10 @@ impl fmt::Display for ShutdownReport {
                 "  {:<10} {:<24} {:<24} {:>10}  {:<32} detail",
                 "outcome", "task", "scope", "age", "spawned at"
             )?;
-            for t in &self.tasks {
+            for (row, t) in self.tasks.iter().enumerate() {
+                if row == self.stragglers && row > 0 {
+                    writeln!(f, "  recent failures, newest first:")?;
+                }
                 writeln!(
                     f,
                     "  {:<10} {:<24} {:<24} {:>10}  {:<32} {}",
