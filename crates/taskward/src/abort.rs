@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -27,6 +28,31 @@ use crate::task::TaskId;
 
 /// The largest batch of aborts sent at once.
 const MAX_BATCH: usize = 16_384;
+
+/// What the tasks of a subtree being aborted report to the abort phase: it is woken
+/// when `remaining` ends reach zero (and by every end after that), not by each one.
+#[derive(Debug, Default)]
+pub(crate) struct Watch {
+    notify: Notify,
+    remaining: AtomicUsize,
+}
+
+impl Watch {
+    /// One task of the subtree ended.
+    pub(crate) fn ended(&self) {
+        // AcqRel/Acquire: orders this end's registry removal before the wakeup it may
+        // cause. `Some` always: saturating, so the update cannot fail.
+        let before = self
+            .remaining
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                Some(r.saturating_sub(1))
+            })
+            .unwrap_or(0);
+        if before <= 1 {
+            self.notify.notify_one();
+        }
+    }
+}
 
 /// How many aborts to send in the next batch, from how long the last batch took.
 #[derive(Debug)]
@@ -48,11 +74,12 @@ impl Pacer {
         self.batch
     }
 
-    /// Learns that the last batch took `took` to end: a batch that ended well within the
-    /// abort wait doubles the next one, one that took most of it halves it.
+    /// Learns that the last batch took `took` to end: a batch that ended within an
+    /// eighth of the abort wait makes the next one four times larger (it should then take
+    /// at most half of it), one that took over half of it halves the next.
     pub(crate) fn ended(&mut self, took: Duration) {
         if took <= self.abort_wait / 8 {
-            self.batch = (self.batch * 2).min(MAX_BATCH);
+            self.batch = (self.batch * 4).min(MAX_BATCH);
         } else if took > self.abort_wait / 2 {
             self.batch = (self.batch / 2).max(1);
         }
@@ -73,8 +100,8 @@ pub(crate) async fn run(
     let end = start
         .checked_add(abort_wait.saturating_mul(ShutdownPolicy::ABORT_ROUNDS))
         .unwrap_or_else(|| start + crate::shutdown::FAR_FUTURE);
-    // Woken by every task of the subtree that ends from now on.
-    let progress = Arc::new(Notify::new());
+    // Woken by the tasks of the subtree that end from now on.
+    let progress = Arc::new(Watch::default());
     let mut queue: VecDeque<AbortHandle> = VecDeque::new();
     for scope in scopes {
         queue.extend(scope.begin_abort(exempt.map(|(_, id)| id), &progress));
@@ -85,6 +112,14 @@ pub(crate) async fn run(
     'batches: while live > 0 {
         let round = Instant::now();
         let count = pacer.batch().min(queue.len());
+        // Set before `live` is read and the aborts are sent: an end counted in neither
+        // only makes the wakeup come early, never late.
+        progress.remaining.store(count, Ordering::Release);
+        let now_live = crate::shutdown::live_tasks(scopes, exempt);
+        if now_live < live {
+            last_progress = Instant::now();
+        }
+        live = now_live;
         for abort in queue.drain(..count) {
             abort.abort();
         }
@@ -96,7 +131,7 @@ pub(crate) async fn run(
             live.saturating_sub(count)
         };
         loop {
-            let notified = progress.notified();
+            let notified = progress.notify.notified();
             let now_live = crate::shutdown::live_tasks(scopes, exempt);
             let now = Instant::now();
             if now_live < live {
@@ -163,7 +198,7 @@ mod tests {
         let wait = Duration::from_millis(100);
         let mut pacer = Pacer::new(wait);
         assert_eq!(pacer.batch(), 1, "one abort first: its drop may block");
-        for _ in 0..4 {
+        for _ in 0..2 {
             pacer.ended(Duration::from_millis(1));
         }
         assert_eq!(pacer.batch(), 16);

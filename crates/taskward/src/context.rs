@@ -5,11 +5,15 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use pin_project_lite::pin_project;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::error::SpawnError;
+use crate::registry::Slot;
 use crate::scope::{Scope, ScopeInner};
 use crate::spawn::TaskBuilder;
 use crate::supervise::TaskGuard;
@@ -53,11 +57,16 @@ tokio::task_local! {
 pub struct TaskContext {
     scope: Arc<ScopeInner>,
     id: TaskId,
+    slot: Slot,
 }
 
 impl TaskContext {
-    pub(crate) fn new(scope: Arc<ScopeInner>, id: TaskId) -> Self {
-        Self { scope, id }
+    pub(crate) fn new(scope: Arc<ScopeInner>, id: TaskId, slot: Slot) -> Self {
+        Self { scope, id, slot }
+    }
+
+    pub(crate) fn slot(&self) -> Slot {
+        self.slot
     }
 
     pub(crate) fn scope(&self) -> &Arc<ScopeInner> {
@@ -82,26 +91,70 @@ impl TaskContext {
         &self.scope.path
     }
 
-    /// Whether the task has been asked to stop.
+    /// Whether the task has been asked to stop: by its scope, or on its own with
+    /// [`TaskHandle::cancel`].
     #[must_use]
     pub fn is_cancelled(&self) -> bool {
         self.scope.token.is_cancelled()
+            || self
+                .scope
+                .registry
+                .update(self.slot, self.id, |e| e.cancel_requested())
+                .unwrap_or(false)
     }
 
-    /// Completes when the task is asked to stop. Select on it next to the task's work.
+    /// Completes when the task is asked to stop: by its scope, or on its own with
+    /// [`TaskHandle::cancel`]. Select on it next to the task's work.
     ///
     /// # Cancel safety
     ///
     /// This method is cancel safe.
-    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
-        self.scope.token.cancelled()
+    pub fn cancelled(&self) -> CancelledFuture<'_> {
+        CancelledFuture {
+            scope: self.scope.token.cancelled(),
+            ctx: self,
+        }
     }
 
-    /// A token cancelled when this task is asked to stop. Cancelling it affects only its
-    /// holders, never the scope.
+    /// A token cancelled when this task is asked to stop (by its scope or on its own).
+    /// Cancelling it affects only its holders, never the task or the scope.
     #[must_use]
     pub fn token(&self) -> CancellationToken {
-        self.scope.token.child_token()
+        let own = self.scope.registry.update(self.slot, self.id, |e| {
+            let cancel = e.cancel.get_or_insert_with(Box::default);
+            let token = cancel
+                .token
+                .get_or_insert_with(|| self.scope.token.child_token());
+            if cancel.requested {
+                token.cancel();
+            }
+            token.child_token()
+        });
+        // A task that ended has no entry: its scope's token is all that is left to watch.
+        own.unwrap_or_else(|| self.scope.token.child_token())
+    }
+
+    /// Asks this task alone to stop. Returns whether it was live and not asked before.
+    pub(crate) fn cancel(&self) -> bool {
+        let asked = self.scope.registry.update(self.slot, self.id, |e| {
+            let cancel = e.cancel.get_or_insert_with(Box::default);
+            if cancel.requested {
+                return None;
+            }
+            cancel.requested = true;
+            Some((cancel.waker.take(), cancel.token.clone()))
+        });
+        let Some(Some((waker, token))) = asked else {
+            return false;
+        };
+        // Outside the shard lock: waking and cancelling may take other locks.
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        if let Some(token) = token {
+            token.cancel();
+        }
+        true
     }
 
     /// Spawns a sibling task into this task's scope. See [`Scope::spawn`].
@@ -134,6 +187,59 @@ impl TaskContext {
     /// See [`Scope::child`].
     pub fn child(&self, name: impl Into<String>) -> Result<Scope, SpawnError> {
         self.scope.child(name.into()).map(Scope::from_arc)
+    }
+}
+
+pin_project! {
+    /// Completes when a task is asked to stop: by its scope, or on its own. Returned by
+    /// [`TaskContext::cancelled`].
+    ///
+    /// # Cancel safety
+    ///
+    /// This future is cancel safe.
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
+    pub struct CancelledFuture<'a> {
+        #[pin]
+        scope: WaitForCancellationFuture<'a>,
+        ctx: &'a TaskContext,
+    }
+}
+
+impl Future for CancelledFuture<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if this.scope.poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        let ctx = *this.ctx;
+        // The waker is stored under the lock that `cancel` takes to read it: no request
+        // can slip between the check and the registration.
+        let asked = ctx.scope.registry.update(ctx.slot, ctx.id, |e| {
+            let cancel = e.cancel.get_or_insert_with(Box::default);
+            if cancel.requested {
+                return true;
+            }
+            match &cancel.waker {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => cancel.waker = Some(cx.waker().clone()),
+            }
+            false
+        });
+        if asked == Some(true) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl fmt::Debug for CancelledFuture<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelledFuture")
+            .field("task", &self.ctx.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -184,6 +290,50 @@ where
     let name = name.into();
     match CURRENT.try_with(|guard| guard.ctx.scope.clone()) {
         Ok(scope) => TaskBuilder::new(&scope, name).spawn(future),
+        Err(_) => Err(SpawnError::NoCurrentScope {
+            task: name.to_string(),
+        }),
+    }
+}
+
+/// Spawns the future that `make` builds from the new task's own [`TaskContext`], owned by
+/// the scope of the tracked task this is called from: [`spawn`] for a body that watches
+/// for cancellation.
+///
+/// # Errors
+///
+/// [`SpawnError::NoCurrentScope`] when called outside a tracked task; otherwise see
+/// [`Scope::spawn`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// async fn library_code() {
+///     taskward::spawn_with("library-poller", |ctx| async move { ctx.cancelled().await })
+///         .expect("called inside a tracked task");
+/// }
+///
+/// let app = taskward::Scope::root("app");
+/// app.spawn("app-task", library_code()).expect("app is open").await.expect("ran");
+/// let report = app.shutdown(std::time::Duration::from_secs(1)).await;
+/// assert_eq!(report.counts.cancelled, 1, "the poller stopped when asked");
+/// # }
+/// ```
+#[track_caller]
+pub fn spawn_with<F, Fut>(
+    name: impl Into<TaskName>,
+    make: F,
+) -> Result<TaskHandle<Fut::Output>, SpawnError>
+where
+    F: FnOnce(TaskContext) -> Fut + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: TaskOutput,
+{
+    let name = name.into();
+    match CURRENT.try_with(|guard| guard.ctx.scope.clone()) {
+        Ok(scope) => TaskBuilder::new(&scope, name).spawn_with(make),
         Err(_) => Err(SpawnError::NoCurrentScope {
             task: name.to_string(),
         }),

@@ -65,3 +65,16 @@ pub enum JoinError {
     #[error("task panicked: {0}")]
     Panicked(String),
 }
+
+/// Why a task that returns a `Result` did not produce its value: its own `Err`, or a
+/// panic or abort. Returned by [`TaskHandle::flatten`](crate::TaskHandle::flatten).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError<E> {
+    /// The task returned this error.
+    #[error("task failed: {0}")]
+    Failed(E),
+    /// The task panicked or was aborted.
+    #[error(transparent)]
+    Join(JoinError),
+}

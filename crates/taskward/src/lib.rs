@@ -31,6 +31,52 @@
 //! # }
 //! ```
 //!
+//! # Exiting after the report
+//!
+//! A task that blocks its thread for good (a synchronous call that never returns) is
+//! reported `stuck`, but it still holds its worker thread, and dropping a tokio runtime
+//! waits for every worker: with `#[tokio::main]`, the process would hang after printing
+//! the report. End `main` this way instead: build the runtime by hand, print the report,
+//! give the workers a bounded time with `Runtime::shutdown_timeout`, and exit with
+//! [`ShutdownReport::exit_code`] (1 when the report is not clean, a stuck task included).
+//! `examples/stuck_task.rs` is this pattern, run as a real process by the tests.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use taskward::{Scope, ShutdownPolicy, signal::{Signals, shutdown_on_signals}};
+//!
+//! fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
+//!     let runtime = tokio::runtime::Runtime::new()?;
+//!     let report = runtime.block_on(async {
+//!         let app = Scope::root("app");
+//!         // ... spawn the service's tasks ...
+//!         let mut signals = Signals::new()?;
+//!         let policy = ShutdownPolicy::new(Duration::from_secs(10));
+//!         Ok::<_, taskward::SignalError>(shutdown_on_signals(&app, &mut signals, policy).await)
+//!     })?;
+//!     eprintln!("{report}");
+//!     runtime.shutdown_timeout(Duration::from_secs(1)); // not drop(runtime): it would wait
+//!     Ok(report.exit_code())
+//! }
+//! ```
+//!
+//! # Seeing the warnings
+//!
+//! taskward logs with `tracing`: failures, aborted and stuck tasks, scopes dropped with
+//! live tasks. Without a subscriber (`tracing_subscriber::fmt::init()`, say) nothing is
+//! printed, except the warning for a scope dropped with live tasks, which then goes to
+//! stderr.
+//!
+//! # Testing
+//!
+//! The leak-checking harness, `taskward::testing`, is behind the `testing` feature, which pulls in
+//! tokio's test utilities: enable it for tests only, under `[dev-dependencies]`:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! taskward = { version = "*", features = ["testing"] }
+//! ```
+//!
 //! # Process-wide effects
 //!
 //! The first spawn puts a panic hook in front of the one installed (it notes the location
@@ -60,10 +106,10 @@ pub mod signal;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use context::{TaskContext, spawn};
+pub use context::{CancelledFuture, TaskContext, spawn, spawn_with};
 #[cfg(all(unix, feature = "signal"))]
 pub use error::SignalError;
-pub use error::{JoinError, SpawnError};
+pub use error::{JoinError, SpawnError, TaskError};
 pub use policy::{FailurePolicy, RestartPolicy};
 pub use report::{
     Escalation, HookOutcome, HookReport, OutcomeCounts, Phase, ShutdownReport, TaskReport,

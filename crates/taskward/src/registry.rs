@@ -31,6 +31,27 @@ pub(crate) struct TaskEntry {
     /// Aborted by a shutdown because it did not stop when asked: a straggler, which its
     /// report names whatever else the scope has seen.
     pub(crate) straggler: bool,
+    /// Its own cancellation ([`TaskHandle::cancel`](crate::TaskHandle::cancel)), boxed
+    /// and made only when used: a task that never waits on its context costs a pointer.
+    pub(crate) cancel: Option<Box<TaskCancel>>,
+}
+
+impl TaskEntry {
+    /// Whether the task was asked to stop on its own.
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.requested)
+    }
+}
+
+/// A task's own cancellation, apart from its scope's.
+#[derive(Debug, Default)]
+pub(crate) struct TaskCancel {
+    pub(crate) requested: bool,
+    /// The task waiting in `TaskContext::cancelled`, to wake when it is requested.
+    pub(crate) waker: Option<std::task::Waker>,
+    /// Handed out by `TaskContext::token`: a child of the scope's token, cancelled too
+    /// when this task is.
+    pub(crate) token: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// Where a task's entry lives; handed to the task so that its exit finds it directly.
@@ -109,14 +130,20 @@ impl Registry {
         }
     }
 
-    /// Removes task `id` and counts how it ended; returns its entry if it was live.
+    /// Removes task `id` and counts how it ended (a task asked to stop on its own that
+    /// returned successfully counts as cancelled); returns its entry if it was live.
     pub(crate) fn remove(&self, slot: Slot, id: TaskId, outcome: TaskOutcome) -> Option<TaskEntry> {
         let mut shard = self.lock(slot.shard as usize);
-        shard.ended.record(outcome);
-        match shard.live.get(slot.key as usize) {
+        let entry = match shard.live.get(slot.key as usize) {
             Some(entry) if entry.id == id => Some(shard.live.remove(slot.key as usize)),
             _ => None,
-        }
+        };
+        let outcome = match (&entry, outcome) {
+            (Some(e), TaskOutcome::Completed) if e.cancel_requested() => TaskOutcome::Cancelled,
+            _ => outcome,
+        };
+        shard.ended.record(outcome);
+        entry
     }
 
     /// Counts one event that is not a task's end (a restart) in `slot`'s shard.

@@ -58,6 +58,7 @@ pub struct ShutdownReport {
     pub tasks: Vec<TaskReport>,
     /// How many of the leading rows of `tasks` are stragglers (stuck, or aborted by this
     /// shutdown).
+    #[serde(default)]
     pub stragglers: usize,
     /// How many past failures were left out of `tasks` to bound memory.
     pub omitted: u64,
@@ -68,6 +69,7 @@ pub struct ShutdownReport {
     pub cause: Option<Escalation>,
     /// One escalation per scope of the subtree that escalated (its first), parents first,
     /// including child scopes dropped since.
+    #[serde(default)]
     pub escalations: Vec<Escalation>,
 }
 
@@ -86,6 +88,29 @@ impl ShutdownReport {
                 .iter()
                 .all(|h| h.outcome == HookOutcome::Completed)
             && self.cause.is_none()
+    }
+
+    /// The process exit code this report calls for: success when it is clean, failure
+    /// (1) otherwise, a stuck task included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let app = taskward::Scope::root("app");
+    /// app.spawn("idle", std::future::pending::<()>()).expect("app is open");
+    /// let report = app.shutdown(std::time::Duration::from_secs(1)).await;
+    /// assert_eq!(report.exit_code(), std::process::ExitCode::FAILURE);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        if self.is_clean() {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        }
     }
 
     /// The listed tasks that ended with `outcome`.
@@ -286,7 +311,10 @@ impl fmt::Display for ShutdownReport {
                 "  {:<10} {:<24} {:<24} {:>10}  {:<32} detail",
                 "outcome", "task", "scope", "age", "spawned at"
             )?;
-            for t in &self.tasks {
+            for (row, t) in self.tasks.iter().enumerate() {
+                if row == self.stragglers && row > 0 {
+                    writeln!(f, "  recent failures, newest first:")?;
+                }
                 writeln!(
                     f,
                     "  {:<10} {:<24} {:<24} {:>10}  {:<32} {}",
@@ -335,6 +363,9 @@ struct FailureList {
     evicted: u64,
     /// Escalation causes of child scopes dropped since, at most `MAX_LISTED`.
     causes: Vec<Escalation>,
+    /// Tasks of descendant scopes dropped while they were live (root scopes only), at
+    /// most `MAX_LISTED`: what the test harness reports as a leak.
+    abandoned: Vec<String>,
 }
 
 impl FailureLog {
@@ -359,6 +390,19 @@ impl FailureLog {
         if list.causes.len() < ShutdownReport::MAX_LISTED {
             list.causes.push(cause);
         }
+    }
+
+    /// Notes tasks of a descendant scope dropped while they were live.
+    pub(crate) fn push_abandoned(&self, names: &[String]) {
+        let mut list = self.lock();
+        let room = ShutdownReport::MAX_LISTED.saturating_sub(list.abandoned.len());
+        list.abandoned.extend(names.iter().take(room).cloned());
+    }
+
+    /// The tasks of descendant scopes dropped while they were live.
+    #[cfg(feature = "testing")]
+    pub(crate) fn abandoned(&self) -> Vec<String> {
+        self.lock().abandoned.clone()
     }
 
     /// Copies the stragglers into `out`.

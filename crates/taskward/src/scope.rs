@@ -289,6 +289,12 @@ impl Scope {
         self.inner.cause.get().cloned()
     }
 
+    /// Tasks of descendant scopes dropped while they were live (see `ScopeInner::abandon`).
+    #[cfg(feature = "testing")]
+    pub(crate) fn abandoned(&self) -> Vec<String> {
+        self.inner.failures.abandoned()
+    }
+
     pub(crate) fn from_arc(inner: Arc<ScopeInner>) -> Self {
         // Relaxed: a new handle publishes nothing; the drop side does the ordering.
         inner.handles.fetch_add(1, Ordering::Relaxed);
@@ -347,7 +353,7 @@ pub(crate) struct ScopeInner {
     /// abort walk aborts its own task.
     aborting: AtomicBool,
     /// Notified by every task that ends while a shutdown's abort phase waits on it.
-    abort_watch: Mutex<Option<Arc<Notify>>>,
+    abort_watch: Mutex<Option<Arc<crate::abort::Watch>>>,
 }
 
 impl ScopeInner {
@@ -509,7 +515,7 @@ impl ScopeInner {
         // Relaxed: a notification missed here only leaves the abort phase to its timer.
         if self.aborting.load(Ordering::Relaxed) {
             if let Some(watch) = lock(&self.abort_watch).as_ref() {
-                watch.notify_one();
+                watch.ended();
             }
         }
     }
@@ -627,7 +633,7 @@ impl ScopeInner {
     pub(crate) fn begin_abort(
         &self,
         exempt: Option<TaskId>,
-        watch: &Arc<Notify>,
+        watch: &Arc<crate::abort::Watch>,
     ) -> Vec<tokio::task::AbortHandle> {
         *lock(&self.abort_watch) = Some(watch.clone());
         // Release: pairs with the Acquire load in `store_abort`.
@@ -721,12 +727,37 @@ impl ScopeInner {
         if names.is_empty() {
             return;
         }
+        // Noted at the root, which outlives this scope: a test harness holding the root
+        // fails the test naming these tasks.
+        let mut root = self.parent.as_ref();
+        while let Some(parent) = root.and_then(|p| p.parent.as_ref()) {
+            root = Some(parent);
+        }
+        if let Some(root) = root {
+            root.failures.push_abandoned(&names);
+        }
         tracing::warn!(
             scope = %self.path,
             count = names.len(),
             tasks = %names.join(", "),
             "scope dropped without shutdown: aborting the tasks it still owned"
         );
+        if no_subscriber() {
+            // Nobody would see the warning: say it on stderr, as asyncio does for
+            // "Task was destroyed but it is pending!".
+            #[expect(
+                clippy::print_stderr,
+                reason = "the one warning that must be seen even without a tracing subscriber"
+            )]
+            {
+                eprintln!(
+                    "taskward WARN: scope `{}` dropped without shutdown: aborting the {} task(s) it still owned: {}",
+                    self.path,
+                    names.len(),
+                    names.join(", ")
+                );
+            }
+        }
     }
 
     pub(crate) fn parent(&self) -> Option<&Arc<ScopeInner>> {
@@ -769,6 +800,11 @@ impl Drop for ScopeInner {
     }
 }
 
+/// Whether no `tracing` subscriber would see an event here (none global, none scoped).
+fn no_subscriber() -> bool {
+    tracing::dispatcher::get_default(|d| d.is::<tracing::subscriber::NoSubscriber>())
+}
+
 /// Every live root scope of the process.
 pub(crate) fn roots() -> Vec<Arc<ScopeInner>> {
     lock(&ROOTS)
@@ -802,6 +838,16 @@ mod tests {
         assert!(is_closed(&app));
         let err = app.child("late").expect_err("closed scope must refuse");
         assert!(matches!(err, SpawnError::ShuttingDown { ref scope, .. } if scope == "app"));
+    }
+
+    #[test]
+    fn the_stderr_fallback_is_only_for_programs_without_a_subscriber() {
+        // Unit tests install no global subscriber.
+        assert!(no_subscriber());
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || assert!(!no_subscriber()));
     }
 
     #[test]

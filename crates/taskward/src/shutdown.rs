@@ -461,7 +461,10 @@ fn collect_stuck(scopes: &[Arc<ScopeInner>], exempt: Option<TaskId>) -> Vec<Task
                 spawned_at: entry.spawned_at.to_string(),
                 age,
                 outcome: TaskOutcome::Stuck,
-                detail: Some("did not end after abort: it blocks its thread".to_owned()),
+                detail: Some(
+                    "did not end in the abort phase: it blocks its thread, or its drop does"
+                        .to_owned(),
+                ),
                 restarts: entry.restarts,
             });
         });

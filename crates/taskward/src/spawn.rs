@@ -220,10 +220,11 @@ where
         restarts: 0,
         state: TaskState::Running,
         straggler: false,
+        cancel: None,
     });
     // The guard is the task-local value: the context `taskward::spawn` and
     // `TaskContext::current` read, and the task's only reference to its scope.
-    let guard = TaskGuard::new(TaskContext::new(scope.clone(), id), slot);
+    let guard = TaskGuard::new(TaskContext::new(scope.clone(), id, slot));
     let future = match std::panic::catch_unwind(AssertUnwindSafe(|| make(&guard.ctx))) {
         Ok(future) => future,
         Err(payload) => {
@@ -245,5 +246,8 @@ where
         (false, Some(runtime)) => runtime.spawn(task.instrument(span)),
     };
     scope.store_abort(slot, id, join.abort_handle());
-    Ok(TaskHandle::new(id, join))
+    Ok(TaskHandle::new(
+        TaskContext::new(scope.clone(), id, slot),
+        join,
+    ))
 }

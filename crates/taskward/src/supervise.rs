@@ -18,7 +18,6 @@ use pin_project_lite::pin_project;
 use crate::context::{CURRENT, TaskContext};
 use crate::error::JoinError;
 use crate::policy::{FailurePolicy, Restarts};
-use crate::registry::Slot;
 use crate::report::Escalation;
 use crate::task::{TaskName, TaskOutcome, TaskOutput, TaskState};
 
@@ -31,15 +30,13 @@ use crate::task::{TaskName, TaskOutcome, TaskOutput, TaskState};
 /// Living in the task-local slot, it is the task's only reference to its scope.
 pub(crate) struct TaskGuard {
     pub(crate) ctx: TaskContext,
-    slot: Slot,
     finished: Cell<bool>,
 }
 
 impl TaskGuard {
-    pub(crate) fn new(ctx: TaskContext, slot: Slot) -> Self {
+    pub(crate) fn new(ctx: TaskContext) -> Self {
         Self {
             ctx,
-            slot,
             finished: Cell::new(false),
         }
     }
@@ -48,7 +45,7 @@ impl TaskGuard {
         self.finished.set(true);
         self.ctx
             .scope()
-            .task_ended(self.slot, self.ctx.id(), outcome, detail);
+            .task_ended(self.ctx.slot(), self.ctx.id(), outcome, detail);
     }
 
     /// Records that the task's future could not even be built: its builder panicked.
@@ -70,13 +67,13 @@ impl TaskGuard {
         };
         self.ctx
             .scope()
-            .task_restarted(self.slot, self.ctx.id(), detail, restarts);
+            .task_restarted(self.ctx.slot(), self.ctx.id(), detail, restarts);
     }
 
     fn set_state(&self, state: TaskState, restarts: u32) {
         self.ctx
             .scope()
-            .set_task_state(self.slot, self.ctx.id(), state, restarts);
+            .set_task_state(self.ctx.slot(), self.ctx.id(), state, restarts);
     }
 
     /// The task's name and spawn site, read from its registry entry (a cold path).
@@ -84,7 +81,9 @@ impl TaskGuard {
         self.ctx
             .scope()
             .registry
-            .update(self.slot, self.ctx.id(), |e| (e.name.clone(), e.spawned_at))
+            .update(self.ctx.slot(), self.ctx.id(), |e| {
+                (e.name.clone(), e.spawned_at)
+            })
     }
 }
 
@@ -93,7 +92,7 @@ impl Drop for TaskGuard {
         if !self.finished.get() {
             self.ctx
                 .scope()
-                .task_ended(self.slot, self.ctx.id(), TaskOutcome::Aborted, None);
+                .task_ended(self.ctx.slot(), self.ctx.id(), TaskOutcome::Aborted, None);
         }
     }
 }

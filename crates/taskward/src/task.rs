@@ -12,7 +12,8 @@ use std::task::{Context, Poll, ready};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::JoinError;
+use crate::context::TaskContext;
+use crate::error::{JoinError, TaskError};
 
 /// A process-wide unique task identifier, assigned at spawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -34,8 +35,9 @@ impl TaskId {
 }
 
 impl fmt::Display for TaskId {
+    /// Honours width, fill and alignment, as a number does (`{:>6}`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -67,8 +69,9 @@ impl From<String> for TaskName {
 }
 
 impl fmt::Display for TaskName {
+    /// Honours width, fill and alignment, as a string does (`{:<24}`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 
@@ -148,11 +151,26 @@ impl fmt::Display for TaskOutcome {
     }
 }
 
-/// The output of a tracked task: `()` or a `Result` whose `Err` counts as a failure.
+/// The output of a tracked task: `()`, `Infallible`, or a `Result` whose `Err` counts as
+/// a failure.
 ///
 /// A task that produces a value returns it in `Ok` (with `std::convert::Infallible` as
 /// the error type if it cannot fail), so that taskward never has to guess whether an
-/// output means failure.
+/// output means failure. A task returning a bare value does not compile, with a message
+/// saying so:
+///
+/// ```compile_fail,E0277
+/// # async fn f(scope: taskward::Scope) {
+/// // error: a tracked task returns `()` or a `Result`, not `u32`
+/// scope.spawn("count", async { 1000u32 });
+/// # }
+/// ```
+///
+/// ```
+/// # async fn f(scope: taskward::Scope) {
+/// scope.spawn("count", async { Ok::<u32, std::convert::Infallible>(1000) });
+/// # }
+/// ```
 ///
 /// A failure is logged with the task's name and spawn site, counted in the report, and
 /// handed to the task's failure policy. The error is rendered with `{:#}`, so an
@@ -167,6 +185,12 @@ impl fmt::Display for TaskOutcome {
 /// let failed: Result<(), &str> = Err("disk full");
 /// assert_eq!(failed.failure().as_deref(), Some("disk full"));
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "a tracked task returns `()` or a `Result`, not `{Self}`",
+    label = "this task's output is `{Self}`",
+    note = "return `()`, or the value in `Ok`: `Ok::<_, std::convert::Infallible>(value)` if it cannot fail",
+    note = "taskward counts an `Err` as a failure: it needs to know which outputs are failures"
+)]
 pub trait TaskOutput: Send + 'static {
     /// A description of the failure, or `None` when the output is a success.
     fn failure(&self) -> Option<String>;
@@ -175,6 +199,13 @@ pub trait TaskOutput: Send + 'static {
 impl TaskOutput for () {
     fn failure(&self) -> Option<String> {
         None
+    }
+}
+
+/// A task that never returns, typed as such.
+impl TaskOutput for std::convert::Infallible {
+    fn failure(&self) -> Option<String> {
+        match *self {}
     }
 }
 
@@ -234,19 +265,49 @@ mod never {
 /// ```
 #[derive(Debug)]
 pub struct TaskHandle<T> {
-    id: TaskId,
+    ctx: TaskContext,
     join: tokio::task::JoinHandle<Result<T, JoinError>>,
 }
 
 impl<T> TaskHandle<T> {
-    pub(crate) fn new(id: TaskId, join: tokio::task::JoinHandle<Result<T, JoinError>>) -> Self {
-        Self { id, join }
+    pub(crate) fn new(
+        ctx: TaskContext,
+        join: tokio::task::JoinHandle<Result<T, JoinError>>,
+    ) -> Self {
+        Self { ctx, join }
     }
 
     /// The task's id, as shown in snapshots and reports.
     #[must_use]
     pub fn id(&self) -> TaskId {
-        self.id
+        self.ctx.id()
+    }
+
+    /// Asks this task alone to stop, cooperatively: its
+    /// [`TaskContext::cancelled`](crate::TaskContext::cancelled) completes, its
+    /// [`is_cancelled`](crate::TaskContext::is_cancelled) turns true, and its tokens are
+    /// cancelled; its scope and siblings carry on. A task that then returns successfully
+    /// is counted cancelled, not completed. Returns whether the task was live and not
+    /// asked before.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let app = taskward::Scope::root("app");
+    /// let worker = app
+    ///     .task("worker")
+    ///     .spawn_with(|ctx| async move { ctx.cancelled().await })
+    ///     .expect("app is open");
+    /// assert!(worker.cancel());
+    /// assert_eq!(worker.await, Ok(()));
+    /// assert!(!app.is_cancelled(), "the scope carries on");
+    /// # assert_eq!(app.shutdown(std::time::Duration::ZERO).await.counts.cancelled, 1);
+    /// # }
+    /// ```
+    pub fn cancel(&self) -> bool {
+        self.ctx.cancel()
     }
 
     /// Aborts the task. It is reported as [`TaskOutcome::Aborted`].
@@ -258,6 +319,43 @@ impl<T> TaskHandle<T> {
     #[must_use]
     pub fn is_finished(&self) -> bool {
         self.join.is_finished()
+    }
+}
+
+impl<T, E> TaskHandle<Result<T, E>>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    /// Waits for the task, with its own `Err` and a panic or abort in one `Result`, not
+    /// nested: `Ok(1000)` rather than `Ok(Ok(1000))`.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: dropping the future leaves the task running in its
+    /// scope.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use taskward::TaskError;
+    ///
+    /// let app = taskward::Scope::root("app");
+    /// let count = app.spawn("count", async { Ok::<_, String>(1000) }).expect("open");
+    /// assert_eq!(count.flatten().await, Ok(1000));
+    /// let fail = app.spawn("fail", async { Err::<u32, _>("no") }).expect("open");
+    /// assert_eq!(fail.flatten().await, Err(TaskError::Failed("no")));
+    /// # let _ = app.shutdown(std::time::Duration::ZERO).await;
+    /// # }
+    /// ```
+    pub async fn flatten(self) -> Result<T, TaskError<E>> {
+        match self.await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(TaskError::Failed(error)),
+            Err(join) => Err(TaskError::Join(join)),
+        }
     }
 }
 

@@ -1,14 +1,26 @@
 //! Test support: run an async test body on its own runtime, in its own root scope, and
 //! fail — naming the tasks — if anything is still alive when the body returns.
 //!
-//! Read [`Harness`] first. It catches both tracked tasks the test forgot to shut down and
-//! untracked `tokio::spawn` tasks, counted with tokio's `RuntimeMetrics::num_alive_tasks`
-//! on the test's own runtime, so tests running in parallel threads (`cargo test`) or in
-//! separate processes (`cargo nextest`) never see each other's tasks.
+//! Read [`Harness`] first. It catches tracked tasks the test forgot to shut down,
+//! untracked `tokio::spawn` tasks (counted with tokio's `RuntimeMetrics::num_alive_tasks`
+//! on the test's own runtime), `spawn_blocking` work still running (counted with the
+//! runtime's thread hooks), and child scopes of the test's scope dropped with live tasks.
+//! All of it is per runtime or per scope, so tests running in parallel threads (`cargo
+//! test`) or in separate processes (`cargo nextest`) never see each other's tasks.
+//!
+//! Enable it for tests only, in `Cargo.toml`:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! taskward = { version = "*", features = ["testing"] }
+//! ```
 
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
+use std::ops::Not;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::scope::Scope;
 use crate::snapshot::Snapshot;
@@ -66,6 +78,7 @@ where
 pub struct Harness {
     workers: Option<usize>,
     start_paused: bool,
+    allow_dropped_scopes: bool,
 }
 
 /// What a test body left alive.
@@ -77,6 +90,11 @@ pub struct Leak {
     /// Other tasks alive on the test's runtime: `tokio::spawn` outside any scope, or
     /// tasks of another root scope.
     pub untracked: usize,
+    /// `spawn_blocking` work still running on the test's runtime.
+    pub blocking: usize,
+    /// Tasks of child scopes of the test's scope that were dropped while the tasks were
+    /// live (aborted by the drop), as `name (scope, spawned at file:line:col)`.
+    pub abandoned: Vec<String>,
 }
 
 impl fmt::Display for Leak {
@@ -98,11 +116,35 @@ impl fmt::Display for Leak {
                 self.untracked
             )?;
         }
+        if self.blocking > 0 {
+            writeln!(
+                f,
+                "{} spawn_blocking task(s) still running on the test's runtime",
+                self.blocking
+            )?;
+        }
+        if !self.abandoned.is_empty() {
+            writeln!(
+                f,
+                "{} task(s) aborted because their scope was dropped without a shutdown: {}",
+                self.abandoned.len(),
+                self.abandoned.join(", ")
+            )?;
+        }
         Ok(())
     }
 }
 
 impl std::error::Error for Leak {}
+
+impl Leak {
+    fn is_empty(&self) -> bool {
+        self.tracked.is_empty()
+            && self.untracked == 0
+            && self.blocking == 0
+            && self.abandoned.is_empty()
+    }
+}
 
 impl Harness {
     /// A current-thread runtime: the alive-task count is exact.
@@ -111,6 +153,7 @@ impl Harness {
         Self {
             workers: None,
             start_paused: false,
+            allow_dropped_scopes: false,
         }
     }
 
@@ -120,6 +163,7 @@ impl Harness {
         Self {
             workers: Some(workers.max(1)),
             start_paused: false,
+            allow_dropped_scopes: false,
         }
     }
 
@@ -128,6 +172,14 @@ impl Harness {
     #[must_use]
     pub fn start_paused(mut self, paused: bool) -> Self {
         self.start_paused = paused;
+        self
+    }
+
+    /// Does not count a child scope dropped with live tasks as a leak: for a test of what
+    /// that drop does (its warning, its aborts). Everything else is still checked.
+    #[must_use]
+    pub fn allow_dropped_scopes(mut self) -> Self {
+        self.allow_dropped_scopes = true;
         self
     }
 
@@ -175,15 +227,36 @@ impl Harness {
                 b
             }
         };
+        // Every thread of the runtime's blocking pool, counted in and out: with idle
+        // threads let go at once, what is left once the count settles is blocking work
+        // still running (plus the workers of a multi-thread runtime).
+        let threads = Arc::new(AtomicUsize::new(0));
+        let (up, down) = (threads.clone(), threads.clone());
         let runtime = builder
             .enable_all()
+            .thread_keep_alive(Duration::from_millis(1))
+            // Relaxed: a counter read only to judge, after the settling below.
+            .on_thread_start(move || {
+                up.fetch_add(1, Ordering::Relaxed);
+            })
+            .on_thread_stop(move || {
+                down.fetch_sub(1, Ordering::Relaxed);
+            })
             .build()
             .expect("the test runtime builds: threads and timers are available");
         let exact = self.workers.is_none();
+        let workers = self.workers.unwrap_or(0);
         let root = Scope::root("test");
-        runtime.block_on(async {
+        let result = runtime.block_on(async {
             let output = body(root.clone()).await;
-            let leak = find_leak(&root, exact).await;
+            let blocking = || threads.load(Ordering::Relaxed).saturating_sub(workers);
+            let mut leak = find_leak(&root, exact, blocking).await;
+            if self.allow_dropped_scopes {
+                leak = leak.and_then(|mut leak| {
+                    leak.abandoned.clear();
+                    leak.is_empty().not().then_some(leak)
+                });
+            }
             // Abort what leaked, so that dropping the runtime does not hang on it and the
             // scope's drop does not warn a second time.
             let _ = root.shutdown(Duration::ZERO).await;
@@ -191,36 +264,152 @@ impl Harness {
                 Some(leak) => Err(leak),
                 None => Ok(output),
             }
-        })
+        });
+        if matches!(&result, Err(leak) if leak.blocking > 0) {
+            // Dropping the runtime would wait for the blocking work, maybe forever.
+            runtime.shutdown_background();
+        }
+        result
     }
 }
 
-/// How many times to let the runtime settle before judging. On a multi-thread runtime a
-/// task that has finished is counted alive until its worker releases it; on a loaded
-/// machine that can take a while, so this allows up to about two seconds (spent only
-/// when something is still alive).
-const SETTLE_ROUNDS: u32 = 2_000;
+/// When to judge what a test body left: as soon as what is alive stops changing, not
+/// after a fixed wait, so that a failing test fails fast; at once when nothing is alive,
+/// so that a passing test stays fast.
+///
+/// A policy apart from the runtime, fed what was seen and when.
+#[derive(Debug)]
+struct Settle {
+    /// How long the same non-zero counts must be seen before they are judged a leak.
+    stable_for: Duration,
+    /// How long to wait at most for counts that keep changing.
+    patience: Duration,
+    started: Instant,
+    last: Option<(Counts, Instant)>,
+}
 
-async fn find_leak(root: &Scope, exact: bool) -> Option<Leak> {
-    let metrics = tokio::runtime::Handle::current().metrics();
-    let mut untracked = 0;
-    for _ in 0..SETTLE_ROUNDS {
-        // Tasks woken just before the body returned get to finish first.
-        tokio::task::yield_now().await;
-        untracked = metrics.num_alive_tasks().saturating_sub(root.live_tasks());
-        if untracked == 0 {
-            break;
-        }
-        if !exact {
-            // Real time, not paused time: the count lags behind worker threads, which
-            // only real time lets run.
-            std::thread::sleep(Duration::from_millis(1));
+/// What is alive: tracked tasks, untracked tasks, running blocking work.
+type Counts = (usize, usize, usize);
+
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Clean,
+    Wait,
+    Judge,
+}
+
+impl Settle {
+    fn new(stable_for: Duration, now: Instant) -> Self {
+        Self {
+            stable_for,
+            patience: Duration::from_secs(5),
+            started: now,
+            last: None,
         }
     }
-    let tracked = root.snapshot();
-    if tracked.is_empty() && untracked == 0 {
-        None
-    } else {
-        Some(Leak { tracked, untracked })
+
+    fn observe(&mut self, counts: Counts, now: Instant) -> Verdict {
+        if counts == (0, 0, 0) {
+            return Verdict::Clean;
+        }
+        if now.saturating_duration_since(self.started) >= self.patience {
+            return Verdict::Judge;
+        }
+        match self.last {
+            Some((last, since)) if last == counts => {
+                if now.saturating_duration_since(since) >= self.stable_for {
+                    Verdict::Judge
+                } else {
+                    Verdict::Wait
+                }
+            }
+            _ => {
+                self.last = Some((counts, now));
+                Verdict::Wait
+            }
+        }
+    }
+}
+
+/// How long the counts must hold still. A current-thread runtime with no blocking work
+/// counts exactly, and needs only the yields that let woken tasks finish; threads (the
+/// workers of a multi-thread runtime, the blocking pool) release a finished task a
+/// little after it ends, and a loaded machine may not run them for a while.
+const STABLE_EXACT: Duration = Duration::from_millis(5);
+const STABLE_THREADS: Duration = Duration::from_millis(100);
+
+async fn find_leak(root: &Scope, exact: bool, blocking: impl Fn() -> usize) -> Option<Leak> {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let mut settle = Settle::new(
+        if exact { STABLE_EXACT } else { STABLE_THREADS },
+        Instant::now(),
+    );
+    let abandoned = root.abandoned();
+    let (untracked, running) = loop {
+        // Tasks woken just before the body returned get to finish first.
+        tokio::task::yield_now().await;
+        let tracked = root.live_tasks();
+        let untracked = metrics.num_alive_tasks().saturating_sub(tracked);
+        let running = blocking();
+        let counts = (tracked, untracked, running);
+        match settle.observe(counts, Instant::now()) {
+            Verdict::Clean | Verdict::Judge => break (untracked, running),
+            Verdict::Wait => {}
+        }
+        if counts.2 > 0 || !exact {
+            // Real time, not paused time: threads only real time lets run.
+            std::thread::sleep(Duration::from_millis(1));
+        } else {
+            // Exact counts: a short real pause keeps the stability window meaningful.
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    };
+    let leak = Leak {
+        tracked: root.snapshot(),
+        untracked,
+        blocking: running,
+        abandoned,
+    };
+    leak.is_empty().not().then_some(leak)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_alive_is_clean_at_once() {
+        let t0 = Instant::now();
+        let mut settle = Settle::new(STABLE_THREADS, t0);
+        assert_eq!(settle.observe((0, 0, 0), t0), Verdict::Clean);
+    }
+
+    #[test]
+    fn a_stable_leak_is_judged_after_the_window_not_the_patience() {
+        let t0 = Instant::now();
+        let mut settle = Settle::new(STABLE_THREADS, t0);
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert_eq!(settle.observe((0, 3, 0), ms(0)), Verdict::Wait);
+        assert_eq!(settle.observe((0, 3, 0), ms(50)), Verdict::Wait);
+        assert_eq!(settle.observe((0, 3, 0), ms(100)), Verdict::Judge);
+    }
+
+    #[test]
+    fn changing_counts_restart_the_window_until_clean_or_patience() {
+        let t0 = Instant::now();
+        let mut settle = Settle::new(STABLE_THREADS, t0);
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert_eq!(settle.observe((0, 50, 0), ms(0)), Verdict::Wait);
+        assert_eq!(settle.observe((0, 20, 0), ms(90)), Verdict::Wait);
+        assert_eq!(settle.observe((0, 20, 1), ms(180)), Verdict::Wait);
+        assert_eq!(settle.observe((0, 0, 0), ms(200)), Verdict::Clean);
+        let mut endless = Settle::new(STABLE_THREADS, t0);
+        for n in 0..100 {
+            assert_eq!(
+                endless.observe((0, n + 1, 0), ms(n as u64 * 50)),
+                Verdict::Wait
+            );
+        }
+        assert_eq!(endless.observe((0, 1, 0), ms(5_000)), Verdict::Judge);
     }
 }

@@ -84,3 +84,100 @@ fn clean_body_passes() {
     });
     assert_eq!(value, 5);
 }
+
+// Asserts: a child scope of the test's scope dropped with a live task fails the test,
+// naming the task (before, the drop aborted it with a `tracing` warning only, and the
+// test passed).
+#[test]
+fn catches_a_child_scope_dropped_with_a_live_task() {
+    let leak = Harness::current_thread()
+        .start_paused(true)
+        .try_run(|scope| async move {
+            let cache = scope.child("cache").expect("open");
+            cache
+                .spawn("refresher", std::future::pending::<()>())
+                .expect("open");
+            drop(cache);
+        })
+        .expect_err("the abandoned task is found");
+    assert_eq!(leak.abandoned.len(), 1, "{leak}");
+    assert!(
+        leak.abandoned[0].starts_with("refresher (test/cache, spawned at"),
+        "{leak}"
+    );
+    assert!(leak.to_string().contains("refresher (test/cache"), "{leak}");
+}
+
+/// Runs a body that leaves a `spawn_blocking` closure running, and checks the harness
+/// reports it; the closure is let go afterwards, so no thread outlives the test.
+fn catches_running_spawn_blocking(harness: Harness) {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let leak = harness
+        .try_run(|_scope| async move {
+            let (entered, started) = tokio::sync::oneshot::channel();
+            drop(tokio::task::spawn_blocking(move || {
+                let _ = entered.send(());
+                // Patience only: the test lets it go as soon as it has judged.
+                let _ = held.recv_timeout(Duration::from_secs(60));
+            }));
+            started.await.expect("the blocking closure started");
+        })
+        .expect_err("the running blocking closure is found");
+    let _ = release.send(());
+    assert_eq!(leak.blocking, 1, "{leak}");
+    assert!(leak.to_string().contains("1 spawn_blocking"), "{leak}");
+}
+
+// Asserts: `spawn_blocking` work still running when the body returns fails the test
+// (before, the harness did not see it, and dropping the runtime waited for it).
+#[test]
+fn catches_running_spawn_blocking_current_thread() {
+    catches_running_spawn_blocking(Harness::current_thread());
+}
+
+// Asserts: the same on a multi-thread runtime, whose workers are pool threads too.
+#[test]
+fn catches_running_spawn_blocking_multi_thread() {
+    catches_running_spawn_blocking(Harness::multi_thread(2));
+}
+
+// Asserts: blocking work that finished, and tasks that ended, are not leaks.
+#[test]
+fn finished_blocking_work_passes() {
+    for harness in [Harness::current_thread(), Harness::multi_thread(2)] {
+        harness.run(|scope| async move {
+            let sum = tokio::task::spawn_blocking(|| (1..=10).sum::<u32>())
+                .await
+                .expect("joined");
+            assert_eq!(sum, 55);
+            scope
+                .spawn("work", async {})
+                .expect("open")
+                .await
+                .expect("joined");
+            assert!(scope.shutdown(Duration::from_secs(1)).await.is_clean());
+        });
+    }
+}
+
+// Asserts: a test of the drop itself can allow it, and still has its other leaks caught.
+#[test]
+fn dropped_scopes_can_be_allowed() {
+    Harness::current_thread()
+        .start_paused(true)
+        .allow_dropped_scopes()
+        .run(|scope| async move {
+            let cache = scope.child("cache").expect("open");
+            cache
+                .spawn("refresher", std::future::pending::<()>())
+                .expect("open");
+            drop(cache);
+        });
+    let leak = Harness::current_thread()
+        .allow_dropped_scopes()
+        .try_run(|_scope| async {
+            tokio::spawn(std::future::pending::<()>());
+        })
+        .expect_err("other leaks are still found");
+    assert_eq!(leak.untracked, 1);
+}

@@ -104,6 +104,14 @@ fn every_straggler_is_named_after_thousands_of_failures() {
             report.omitted,
             (FAILURES - ShutdownReport::MAX_LISTED) as u64
         );
+        let text = report.to_string();
+        let separator = text
+            .find("recent failures, newest first")
+            .expect("the table separates the recent failures");
+        assert!(
+            text.find("straggler-").is_some_and(|at| at < separator),
+            "stragglers are printed first"
+        );
     });
 }
 
