@@ -20,14 +20,13 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use taskward::{Scope, ShutdownReport, TaskContext, TaskHandle};
 use tokio::net::{TcpListener, ToSocketAddrs, UnixListener};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use crate::drain::{ConnState, DrainAware};
 use crate::error::ServeError;
 use crate::health::Health;
-use crate::limits::ConnectionLimit;
+use crate::limits::{ConnectionLimit, Place};
 use crate::listener::{ListenAddr, Listener, Stream};
 use crate::requests::RequestCount;
 use crate::streams::{ConnStreams, Running};
@@ -462,6 +461,7 @@ async fn accept_loop<S>(
                 continue;
             }
         };
+        let permit = limit.admit(permit);
         if ctx.is_cancelled() {
             // The scope was shut down from outside (not through `ServerHandle::shutdown`)
             // as this connection came in: serve it here, draining, rather than reset it.
@@ -506,7 +506,7 @@ async fn serve_connection<S>(
     stream: Stream,
     service: S,
     settings: Arc<Settings>,
-    permit: OwnedSemaphorePermit,
+    place: Place,
 ) where
     S: HttpService,
 {
@@ -605,7 +605,7 @@ async fn serve_connection<S>(
             }
         }
     }
-    drop(permit);
+    drop(place);
     // Streams still pending here belong to a connection that is gone: dropping them is
     // all that is left to do.
 }
