@@ -64,6 +64,7 @@ async fn a_flood_past_the_descriptor_limit_leaves_the_service_up() {
     assert_eq!(before.len(), 2);
 
     let addr = serve.addr;
+    let flood_started = std::time::Instant::now();
     let flood = std::thread::spawn(move || hostile(addr, 600));
     let flood = flood.join().expect("flood thread");
     let normal: Vec<_> = (0..9)
@@ -81,6 +82,18 @@ async fn a_flood_past_the_descriptor_limit_leaves_the_service_up() {
     }
     serve.wait_log("connection limit reached");
     drop(flood);
+    let started = std::time::Instant::now();
+    // Rate-limited: one line per worker per 10 s, whether the cap is reached or left,
+    // though it is reached and left again at nearly every accept during the flood.
+    let cap_lines =
+        serve.lines("connection limit reached").len() + serve.lines("accepting again").len();
+    let intervals = 1 + usize::try_from(started.duration_since(flood_started).as_secs() / 10)
+        .unwrap_or(usize::MAX);
+    assert!(
+        cap_lines <= 2 * intervals,
+        "{cap_lines} lines about the cap in {intervals} intervals:\n{}",
+        serve.log()
+    );
 
     let after = ready_pids(&serve.status().await);
     assert_eq!(after, before, "workers were replaced:\n{}", serve.log());

@@ -414,8 +414,12 @@ async fn accept_loop<S>(
         // process no descriptor, instead of being accepted and failing for want of one.
         let permit = match limit.try_acquire() {
             Some(permit) => {
-                if let Some(more) = full.recovered() {
-                    tracing::info!(max = limit.max(), more, "accepting again");
+                if let Some(more) = full.recovered(tokio::time::Instant::now()) {
+                    tracing::info!(
+                        max = limit.max(),
+                        more,
+                        "accepting again (the cap was reached `more` times since the last line)"
+                    );
                 }
                 permit
             }
@@ -445,8 +449,11 @@ async fn accept_loop<S>(
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => {
-                if let Some(more) = failing.recovered() {
-                    tracing::info!(more, "accept works again");
+                if let Some(more) = failing.recovered(tokio::time::Instant::now()) {
+                    tracing::info!(
+                        more,
+                        "accept works again (`more` failures since the last line)"
+                    );
                 }
                 accepted
             }
