@@ -7,6 +7,10 @@
 //! latency is kept. Both servers run on the same 2-worker runtime, one after the other,
 //! under the same load. Prints one table (and a `serve-json:` line for tools).
 //!
+//! Besides requests/s, the table gives the process's CPU time per request (server and
+//! load generator together, from `/proc/self/stat`): on a shared machine throughput
+//! follows whatever else runs, while the CPU a request costs barely does.
+//!
 //! ```text
 //! cargo bench -p taskward-http --bench serve
 //! ```
@@ -48,6 +52,8 @@ struct Load {
     requests: usize,
     failed: usize,
     elapsed: Duration,
+    /// CPU time of the whole process (server and load generator) during the run.
+    cpu: Duration,
     p50: Duration,
     p99: Duration,
 }
@@ -56,6 +62,26 @@ impl Load {
     fn per_second(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
+
+    fn cpu_per_request(&self) -> Duration {
+        self.cpu / u32::try_from(self.requests.max(1)).unwrap_or(u32::MAX)
+    }
+}
+
+/// CPU time used by this process so far (user and system), from `/proc/self/stat`, in
+/// clock ticks of 10 ms (`USER_HZ` is 100 on Linux whatever the kernel's own `HZ`).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat is readable");
+    // The command name may hold spaces: the fields that follow start after its `)`.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("a stat line has the command in parentheses")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| -> u64 { fields[i].parse().expect("utime and stime are numbers") };
+    // Fields 14 and 15 of proc(5), counted from the state (field 3) here.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// Reads one response; whether it was a complete 200.
@@ -91,6 +117,7 @@ async fn client(addr: SocketAddr, stop: Instant) -> (Vec<Duration>, usize) {
 }
 
 async fn load(addr: SocketAddr) -> Load {
+    let cpu = cpu_time();
     let started = Instant::now();
     let stop = started + Duration::from_secs(SECONDS);
     let clients: Vec<_> = (0..CONNECTIONS)
@@ -104,12 +131,14 @@ async fn load(addr: SocketAddr) -> Load {
         failed += f;
     }
     let elapsed = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu);
     all.sort_unstable();
     let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
     Load {
         requests: all.len(),
         failed,
         elapsed,
+        cpu,
         p50: at(0.50),
         p99: at(0.99),
     }
@@ -194,8 +223,8 @@ fn main() {
         "GET /json, {CONNECTIONS} keep-alive connections, {SECONDS} s each, 2-worker runtime, loopback"
     );
     println!(
-        "{:<22} {:>10} {:>9} {:>9} {:>7} {:>24}",
-        "server", "requests/s", "p50", "p99", "failed", "shutdown, 1,000 idle"
+        "{:<22} {:>10} {:>9} {:>9} {:>7} {:>12} {:>24}",
+        "server", "requests/s", "p50", "p99", "failed", "CPU/request", "shutdown, 1,000 idle"
     );
     for (name, l, s, o) in [
         ("axum::serve", &axum, axum_shutdown, &axum_outcome),
@@ -207,12 +236,13 @@ fn main() {
         ),
     ] {
         println!(
-            "{:<22} {:>10.0} {:>9.2?} {:>9.2?} {:>7} {:>12.1?} ({o})",
+            "{:<22} {:>10.0} {:>9.2?} {:>9.2?} {:>7} {:>12.2?} {:>12.1?} ({o})",
             name,
             l.per_second(),
             l.p50,
             l.p99,
             l.failed,
+            l.cpu_per_request(),
             s
         );
     }
@@ -220,6 +250,8 @@ fn main() {
         "throughput ratio taskward-http / axum::serve: {:.3}",
         taskward.per_second() / axum.per_second()
     );
+    let cpu_ratio = axum.cpu_per_request().as_secs_f64() / taskward.cpu_per_request().as_secs_f64();
+    println!("CPU per request ratio axum::serve / taskward-http (1 = as cheap): {cpu_ratio:.3}");
     println!(
         "serve-json: {}",
         serde_json::json!({
@@ -229,6 +261,11 @@ fn main() {
             "axum_shutdown_ms": axum_shutdown.as_secs_f64() * 1000.0,
             "taskward_shutdown_ms": taskward_shutdown.as_secs_f64() * 1000.0,
             "requests": [axum.requests, taskward.requests],
+            "cpu_per_request_us": [
+                axum.cpu_per_request().as_secs_f64() * 1e6,
+                taskward.cpu_per_request().as_secs_f64() * 1e6,
+            ],
+            "cpu_ratio": cpu_ratio,
         })
     );
 }

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -99,6 +100,9 @@ pub fn connections_for(nofile: Option<u64>) -> usize {
 #[derive(Debug, Clone)]
 pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
+    /// Connections accepted and not yet closed. (The semaphore's count also holds the
+    /// place an accept loop takes before it waits for a connection.)
+    open: Arc<AtomicUsize>,
     max: usize,
 }
 
@@ -112,6 +116,7 @@ impl ConnectionLimit {
         let max = max.clamp(1, Self::UNLIMITED);
         Self {
             permits: Arc::new(Semaphore::new(max)),
+            open: Arc::new(AtomicUsize::new(0)),
             max,
         }
     }
@@ -132,7 +137,17 @@ impl ConnectionLimit {
     /// The connections open now.
     #[must_use]
     pub fn open(&self) -> usize {
-        self.max - self.permits.available_permits()
+        // Relaxed: a gauge; nothing is read on the strength of it.
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// The place `permit` holds, now taken by an accepted connection until it is dropped.
+    pub(crate) fn admit(&self, permit: OwnedSemaphorePermit) -> Place {
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Place {
+            _permit: permit,
+            open: self.open.clone(),
+        }
     }
 
     /// A place for one more connection, at once if there is one.
@@ -151,6 +166,19 @@ impl ConnectionLimit {
             .acquire_owned()
             .await
             .expect("the semaphore is never closed")
+    }
+}
+
+/// An accepted connection's place under a [`ConnectionLimit`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Place {
+    _permit: OwnedSemaphorePermit,
+    open: Arc<AtomicUsize>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

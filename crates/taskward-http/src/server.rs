@@ -20,14 +20,13 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use taskward::{Scope, ShutdownReport, TaskContext, TaskHandle};
 use tokio::net::{TcpListener, ToSocketAddrs, UnixListener};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use crate::drain::{ConnState, DrainAware};
 use crate::error::ServeError;
 use crate::health::Health;
-use crate::limits::ConnectionLimit;
+use crate::limits::{ConnectionLimit, Place};
 use crate::listener::{ListenAddr, Listener, Stream};
 use crate::requests::RequestCount;
 use crate::streams::{ConnStreams, Running};
@@ -415,8 +414,12 @@ async fn accept_loop<S>(
         // process no descriptor, instead of being accepted and failing for want of one.
         let permit = match limit.try_acquire() {
             Some(permit) => {
-                if let Some(more) = full.recovered() {
-                    tracing::info!(max = limit.max(), more, "accepting again");
+                if let Some(more) = full.recovered(tokio::time::Instant::now()) {
+                    tracing::info!(
+                        max = limit.max(),
+                        more,
+                        "accepting again (the cap was reached `more` times since the last line)"
+                    );
                 }
                 permit
             }
@@ -446,8 +449,11 @@ async fn accept_loop<S>(
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => {
-                if let Some(more) = failing.recovered() {
-                    tracing::info!(more, "accept works again");
+                if let Some(more) = failing.recovered(tokio::time::Instant::now()) {
+                    tracing::info!(
+                        more,
+                        "accept works again (`more` failures since the last line)"
+                    );
                 }
                 accepted
             }
@@ -462,6 +468,7 @@ async fn accept_loop<S>(
                 continue;
             }
         };
+        let permit = limit.admit(permit);
         if ctx.is_cancelled() {
             // The scope was shut down from outside (not through `ServerHandle::shutdown`)
             // as this connection came in: serve it here, draining, rather than reset it.
@@ -506,7 +513,7 @@ async fn serve_connection<S>(
     stream: Stream,
     service: S,
     settings: Arc<Settings>,
-    permit: OwnedSemaphorePermit,
+    place: Place,
 ) where
     S: HttpService,
 {
@@ -605,7 +612,7 @@ async fn serve_connection<S>(
             }
         }
     }
-    drop(permit);
+    drop(place);
     // Streams still pending here belong to a connection that is gone: dropping them is
     // all that is left to do.
 }

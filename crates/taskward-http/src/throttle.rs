@@ -45,12 +45,23 @@ impl Throttle {
         }
     }
 
-    /// The condition is over: the occurrences never logged, if any, to say so in one
-    /// line; the next occurrence is logged at once.
-    pub(crate) fn recovered(&mut self) -> Option<u64> {
-        let logged = self.logged_at.take().is_some();
-        let suppressed = std::mem::take(&mut self.suppressed);
-        (logged && suppressed > 0).then_some(suppressed)
+    /// The condition is over at `now`: `Some(n)` to say so in one line, with the `n`
+    /// occurrences never logged, if there are any and a line is due (the interval since
+    /// the last line has passed); otherwise they stay counted for the next line. A
+    /// condition that comes and goes (a connection cap reached at every accept) so yields
+    /// one line per interval, not one per change.
+    pub(crate) fn recovered(&mut self, now: Instant) -> Option<u64> {
+        if self.suppressed == 0 {
+            return None;
+        }
+        let due = self
+            .logged_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= self.every);
+        if !due {
+            return None;
+        }
+        self.logged_at = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
     }
 }
 
@@ -79,24 +90,28 @@ mod tests {
         assert_eq!(throttle.hit(start + EVERY + Duration::from_secs(1)), None);
     }
 
-    // Asserts: the end of the condition reports what was never logged, once, and the next
-    // occurrence after it is logged at once.
+    // Asserts: the end of the condition sums up what was never logged, but no sooner than
+    // the interval allows: a condition that comes and goes at every step logs one line per
+    // interval, whether for its hits or its recoveries.
     #[test]
-    fn recovery_sums_up_and_rearms() {
+    fn recovery_sums_up_once_per_interval() {
         let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
         let mut throttle = Throttle::new(EVERY);
-        assert_eq!(throttle.recovered(), None, "nothing happened");
+        assert_eq!(throttle.recovered(start), None, "nothing happened");
         assert_eq!(throttle.hit(start), Some(0));
-        assert_eq!(throttle.recovered(), None, "everything was logged");
+        assert_eq!(throttle.recovered(at(1)), None, "everything was logged");
+        let mut lines = 0;
+        for s in 1..30 {
+            lines += usize::from(throttle.hit(at(s)).is_some());
+            lines += usize::from(throttle.recovered(at(s)).is_some());
+        }
+        assert_eq!(lines, 2, "at 10 s and 20 s");
         assert_eq!(
-            throttle.hit(start),
-            Some(0),
-            "logged at once after a recovery"
+            throttle.recovered(at(30)),
+            Some(9),
+            "hits 21..=29 never logged"
         );
-        assert_eq!(throttle.hit(start + Duration::from_secs(1)), None);
-        assert_eq!(throttle.hit(start + Duration::from_secs(2)), None);
-        assert_eq!(throttle.recovered(), Some(2));
-        assert_eq!(throttle.recovered(), None);
-        assert_eq!(throttle.hit(start + Duration::from_secs(3)), Some(0));
+        assert_eq!(throttle.recovered(at(31)), None);
     }
 }

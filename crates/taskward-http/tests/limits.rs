@@ -47,8 +47,13 @@ fn at_the_cap_accepting_waits_for_a_connection_to_close() {
                 .expect("open");
             let addr = server.local_addr();
             let mut first = TcpStream::connect(addr).await.expect("connect");
-            let mut second = TcpStream::connect(addr).await.expect("connect");
             assert!(hello(&mut first).await.starts_with("HTTP/1.1 200"));
+            assert_eq!(
+                limit.open(),
+                1,
+                "the accept loop's waiting place is not a connection"
+            );
+            let mut second = TcpStream::connect(addr).await.expect("connect");
             assert!(hello(&mut second).await.starts_with("HTTP/1.1 200"));
             assert_eq!(limit.open(), 2);
 

@@ -7,13 +7,23 @@ use std::os::unix::net::UnixDatagram;
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 use taskward_http::Notifier;
 
+/// A directory removed when the test ends, failed or not.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 // Asserts: with every descriptor of the process taken, heartbeats still arrive. Red with
 // a socket opened per message (as `sd_notify::notify` does): EMFILE.
 #[test]
 fn notifications_need_no_descriptor_once_opened() {
     let dir = std::env::temp_dir().join(format!("taskward-notify-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("notify.sock");
+    let dir = TempDir(dir);
+    let path = dir.0.join("notify.sock");
     let supervisor = UnixDatagram::bind(&path).expect("supervisor socket");
     let notifier = Notifier::connect(&path).expect("notifier");
 
@@ -54,6 +64,5 @@ fn notifications_need_no_descriptor_once_opened() {
             format!("WATCHDOG=1\nX_N={n}\n")
         );
     }
-    drop(supervisor);
-    std::fs::remove_dir_all(&dir).expect("cleaned up");
+    drop((supervisor, dir));
 }

@@ -9,6 +9,7 @@
 //!
 //! `HELLO_STARTUP_MS` delays readiness by a startup task of that length (default 0);
 //! until it is done, `/` answers 503, as a service whose handlers need their startup.
+//! `HELLO_HEADER_READ_MS` sets the connections' header read timeout (default 30 s).
 //! Run alone, it binds 127.0.0.1:8000.
 
 use std::process::ExitCode;
@@ -21,7 +22,7 @@ use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::routing::get;
 use taskward::Scope;
-use taskward_http::Worker;
+use taskward_http::{Timeouts, Worker};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -40,6 +41,15 @@ fn main() -> ExitCode {
             // restarting a worker that cannot start.
             return ExitCode::from(error.exit_code());
         }
+    };
+    let worker = match std::env::var("HELLO_HEADER_READ_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+    {
+        Some(ms) => {
+            worker.timeouts(Timeouts::default().header_read(Some(Duration::from_millis(ms))))
+        }
+        None => worker,
     };
     let startup_ms = std::env::var("HELLO_STARTUP_MS")
         .ok()
