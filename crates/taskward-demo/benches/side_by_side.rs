@@ -82,9 +82,9 @@ const HUP_EVERY: Duration = Duration::from_secs(5);
 /// `--graceful-timeout` of both servers, in seconds.
 const GRACEFUL_TIMEOUT: u64 = 30;
 /// `--max-requests` of both servers: recycling goes on during the run.
-const MAX_REQUESTS: u64 = 20_000;
+const MAX_REQUESTS: u64 = 5_000;
 /// `--max-requests-jitter` of both servers, so the two workers do not recycle together.
-const MAX_REQUESTS_JITTER: u64 = 2_000;
+const MAX_REQUESTS_JITTER: u64 = 500;
 /// Consecutive `/readyz` 200s, each on a new connection, before the load starts.
 const READY_IN_A_ROW: usize = 20;
 
