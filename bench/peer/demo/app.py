@@ -5,6 +5,7 @@ Run by `scripts/bench-demo` (crates/taskward-demo/benches/side_by_side.rs) as
 `DEMO_DB` naming the SQLite file (default `demo.sqlite3`, created if missing):
 
     POST /items {"name": ...} -> 201 {"id", "name"}, sent after the batch holding it commits
+                                 (group commit: a batch is what queued during the last one)
     GET /items/{id}           -> 200 {"id", "name"} (through the cache), 404 if unknown
     GET /items?limit=N        -> 200 {"items": [...]}, newest first (default 20, 1 to 1000)
     GET /stats                -> the cache's statistics (refreshed every second)
@@ -15,7 +16,8 @@ The lifecycle is the seed's, on purpose, and not improved on: startup launches `
 `warm_cache`, a periodic stats job and the batching writer as tasks tracked in a global list;
 shutdown cancels them, gathers them with a 5 s timeout, then `await asyncio.sleep(0)`.
 Whatever that loses (an item still queued for the writer when it is cancelled is never
-committed; its request waits for an answer that never comes) it loses.
+committed; its request waits for an answer that never comes) it loses. `unsafe_app.py` is
+the same service written with the seed's "WRONG" pattern; it imports this module.
 """
 
 import asyncio
@@ -25,7 +27,7 @@ import sqlite3
 import threading
 import urllib.request
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
@@ -35,12 +37,13 @@ logger = logging.getLogger("demo")
 DB_PATH = os.environ.get("DEMO_DB", "demo.sqlite3")
 UPSTREAM = os.environ.get("DEMO_UPSTREAM")
 UPSTREAM_TIMEOUT = int(os.environ.get("DEMO_UPSTREAM_TIMEOUT_MS", "500")) / 1000
-# Items per transaction at most, and how long the first item of a batch waits for company:
-# the Rust writer's figures.
+# Items per transaction at most: the Rust writer's figure.
 BATCH = 64
-LINGER = 0.002
 
 app = FastAPI()
+# Every route but POST /items, shared with the unsafe twin (unsafe_app.py), which answers
+# POST /items its own way.
+router = APIRouter()
 
 # Global task references for proper cleanup (the seed's pattern).
 _background_tasks = []
@@ -147,18 +150,15 @@ async def refresh_stats():
 
 
 async def writer():
-    """Commits queued items in batches; answers each POST after the commit that holds it."""
+    """Group commit: takes whatever is queued (up to BATCH), commits it in one transaction,
+    answers each POST, and again; what queues during a commit forms the next batch. No
+    write waits for company."""
     while True:
         batch = [await _queue.get()]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + LINGER
         while len(batch) < BATCH:
-            left = deadline - loop.time()
-            if left <= 0:
-                break
             try:
-                batch.append(await asyncio.wait_for(_queue.get(), left))
-            except asyncio.TimeoutError:
+                batch.append(_queue.get_nowait())
+            except asyncio.QueueEmpty:
                 break
         while _db is None:
             await asyncio.sleep(0.01)
@@ -228,7 +228,7 @@ async def create_item(item: NewItem):
         return error(500, str(e))
 
 
-@app.get("/items/{item_id}")
+@router.get("/items/{item_id}")
 async def get_item(item_id: int):
     item = _cache.get(item_id)
     if item is not None:
@@ -244,7 +244,7 @@ async def get_item(item_id: int):
     return item
 
 
-@app.get("/items")
+@router.get("/items")
 async def list_items(limit: int = 20):
     if not 1 <= limit <= 1000:
         return error(400, "limit: expected 1 to 1000")
@@ -253,12 +253,12 @@ async def list_items(limit: int = 20):
     return {"items": await asyncio.to_thread(_db.latest, limit)}
 
 
-@app.get("/stats")
+@router.get("/stats")
 async def stats():
     return dict(_stats)
 
 
-@app.get("/upstream", response_class=PlainTextResponse)
+@router.get("/upstream", response_class=PlainTextResponse)
 async def upstream(request: Request):
     # This worker's own address, never one taken from the request's Host header.
     host, port = request.scope.get("server") or ("127.0.0.1", 80)
@@ -279,7 +279,7 @@ async def upstream(request: Request):
     return f"upstream answered {status}: {body}"
 
 
-@app.get("/builtin", response_class=PlainTextResponse)
+@router.get("/builtin", response_class=PlainTextResponse)
 async def builtin(ms: int = 5):
     if ms > 2_000:
         return error(400, "ms: expected at most 2000")
@@ -287,13 +287,16 @@ async def builtin(ms: int = 5):
     return "ok"
 
 
-@app.get("/healthz")
+@router.get("/healthz")
 async def healthz():
     return {"status": "ok"}
 
 
-@app.get("/readyz")
+@router.get("/readyz")
 async def readyz():
     if _db is None or not _warm.is_set():
         return error(503, "not ready: init_db or warm_cache still running")
     return {"status": "ready"}
+
+
+app.include_router(router)

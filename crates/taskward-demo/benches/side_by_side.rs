@@ -1,21 +1,33 @@
-//! The demo next to the seed's original: `taskward serve -w 2 -- taskward-demo` and
-//! `gunicorn -w 2 -k uvicorn.workers.UvicornWorker app:app` serving the FastAPI twin in
-//! `bench/peer/demo/app.py` (the seed's "safe pattern": tracked tasks, cancel + gather with
-//! a 5 s timeout at shutdown, SQLite through the stdlib), under the identical bounded
-//! scenario, each with a fresh SQLite file in a temp dir of its own.
+//! The demo next to the seed's service, as the seed wrote it and as it fixed it: three rows
+//! under the identical bounded scenario, each with a fresh SQLite file in a temp dir of its
+//! own.
+//!
+//! - the seed's unsafe pattern: `gunicorn -w 2 -k uvicorn.workers.UvicornWorker
+//!   unsafe_app:app` serving `bench/peer/demo/unsafe_app.py` (untracked `create_task` in the
+//!   lifespan, nothing cancelled or awaited at shutdown, writes acknowledged when queued);
+//! - the seed's safe pattern: the same Gunicorn serving `app:app`, `bench/peer/demo/app.py`
+//!   (tracked tasks, cancel + gather with a 5 s timeout at shutdown, writes acknowledged
+//!   after their commit), SQLite through the stdlib;
+//! - taskward: `taskward serve -w 2 -- taskward-demo`.
+//!
+//! Both writers that acknowledge after the commit group-commit (a batch is what queued
+//! during the previous commit); the unsafe one flushes 200 ms after its first item, as
+//! the seed's service did.
 //!
 //! The scenario: `CONNECTIONS` keep-alive connections, each sending one `POST /items` (a
 //! unique name) then three reads (`GET /items/{id}` of its last acknowledged item, `GET
 //! /items?limit=10`, `GET /items/{id}` again) round after round for `TASKWARD_BENCH_SECONDS`
-//! (20 by default), a SIGHUP every `HUP_EVERY` (none in the last interval), and at the end
-//! SIGTERM to the master at the instant the load is told to stop: requests in flight then
-//! must still be answered. Then, per server: requests/s and p99 of the 2xx answers, failed
+//! (20 by default), a SIGHUP every `HUP_EVERY` (none in the last interval), every worker
+//! recycled after `MAX_REQUESTS` requests (plus up to `MAX_REQUESTS_JITTER`), and at the
+//! end SIGTERM to the master at the instant the load is told to stop: requests in flight
+//! then must still be answered. (The unsafe pattern's 201 carries no id: its connections
+//! read the newest item's id from `GET /items?limit=10` instead.) Then, per server: requests/s and p99 of the 2xx answers, failed
 //! requests (any request without a 2xx answer, classified as in `load.rs`), acknowledged
 //! writes (201) whose name is not in the database file after the master exited, the time
 //! from SIGTERM to the master's exit, and the lines of the server's stderr saying a task
 //! "was destroyed" (asyncio's "Task was destroyed but it is pending!").
 //!
-//! Prints one table, and a `side-by-side:` line per server for tools. Gunicorn's row is
+//! Prints one table, and a `side-by-side:` line per server for tools. Gunicorn's rows are
 //! skipped unless `TASKWARD_BENCH_GUNICORN` names its executable (`scripts/bench-demo`
 //! installs it in a venv and sets it, with `TASKWARD_BENCH_APP_DIR`). `taskward` must be
 //! built beside `taskward-demo` (`cargo build --release -p taskward-cli`; the script does).
@@ -69,16 +81,58 @@ const SECONDS: u64 = 20;
 const HUP_EVERY: Duration = Duration::from_secs(5);
 /// `--graceful-timeout` of both servers, in seconds.
 const GRACEFUL_TIMEOUT: u64 = 30;
+/// `--max-requests` of both servers: recycling goes on during the run.
+const MAX_REQUESTS: u64 = 5_000;
+/// `--max-requests-jitter` of both servers, so the two workers do not recycle together.
+const MAX_REQUESTS_JITTER: u64 = 500;
 /// Consecutive `/readyz` 200s, each on a new connection, before the load starts.
 const READY_IN_A_ROW: usize = 20;
 
 const DEMO: &str = env!("CARGO_BIN_EXE_taskward-demo");
 
-/// The long name of a server, for the table.
-fn label(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Taskward => "taskward serve + taskward-demo",
-        Kind::Gunicorn => "gunicorn + uvicorn + FastAPI",
+/// The three rows of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Row {
+    /// The seed's unsafe pattern under Gunicorn + Uvicorn.
+    Unsafe,
+    /// The seed's safe pattern under Gunicorn + Uvicorn.
+    Safe,
+    /// `taskward serve` + `taskward-demo`.
+    Taskward,
+}
+
+impl Row {
+    fn kind(self) -> Kind {
+        match self {
+            Row::Unsafe | Row::Safe => Kind::Gunicorn,
+            Row::Taskward => Kind::Taskward,
+        }
+    }
+
+    /// The short name, for the machine lines and temp dirs.
+    fn name(self) -> &'static str {
+        match self {
+            Row::Unsafe => "seed-unsafe",
+            Row::Safe => "seed-safe",
+            Row::Taskward => "taskward",
+        }
+    }
+
+    /// The long name, for the table.
+    fn label(self) -> &'static str {
+        match self {
+            Row::Unsafe => "seed's unsafe pattern (gunicorn + uvicorn + FastAPI)",
+            Row::Safe => "seed's safe pattern (gunicorn + uvicorn + FastAPI)",
+            Row::Taskward => "taskward serve + taskward-demo",
+        }
+    }
+
+    /// The ASGI app Gunicorn serves, from `bench/peer/demo`.
+    fn asgi_app(self) -> &'static str {
+        match self {
+            Row::Unsafe => "unsafe_app:app",
+            Row::Safe | Row::Taskward => "app:app",
+        }
     }
 }
 
@@ -94,16 +148,21 @@ fn taskward() -> PathBuf {
     path
 }
 
-/// Starts `kind` with `WORKERS` workers on `127.0.0.1:0` and a fresh database, and
+/// Starts `row` with `WORKERS` workers on `127.0.0.1:0` and a fresh database, and
 /// waits until it answers `/readyz`.
-async fn start(kind: Kind, peer: Option<&Peer>) -> Server {
-    let dir = fresh_dir(&format!("demo-{}", kind.name()));
+async fn start(row: Row, peer: Option<&Peer>) -> Server {
+    let dir = fresh_dir(&format!("demo-{}", row.name()));
     let graceful = GRACEFUL_TIMEOUT.to_string();
     let workers = WORKERS.to_string();
+    let max_requests = MAX_REQUESTS.to_string();
+    let jitter = MAX_REQUESTS_JITTER.to_string();
+    let kind = row.kind();
     let command = match kind {
         Kind::Taskward => {
             let mut c = Command::new(taskward());
             c.args(["serve", "-w", &workers, "-b", "127.0.0.1:0"])
+                .args(["--max-requests", &max_requests])
+                .args(["--max-requests-jitter", &jitter])
                 .args(["--graceful-timeout", &graceful, "--"])
                 .arg(DEMO)
                 .args(["--db", "demo.sqlite3", "--report-dir", "reports"])
@@ -119,11 +178,13 @@ async fn start(kind: Kind, peer: Option<&Peer>) -> Server {
                 &workers,
                 "-k",
                 "uvicorn.workers.UvicornWorker",
-                "app:app",
+                row.asgi_app(),
             ])
             .arg("--chdir")
             .arg(&peer.app_dir)
             .args(["--bind", "127.0.0.1:0", "--graceful-timeout", &graceful])
+            .args(["--max-requests", &max_requests])
+            .args(["--max-requests-jitter", &jitter])
             // Gunicorn 27 opens a control socket in $HOME by default.
             .arg("--no-control-socket")
             .env("DEMO_DB", dir.join("demo.sqlite3"))
@@ -299,9 +360,15 @@ async fn connection(addr: SocketAddr, who: usize, stop: Arc<AtomicBool>) -> Seen
                 if (200..300).contains(&status) {
                     seen.counts.ok += 1;
                     seen.latencies.push(sent.elapsed());
-                    if let Step::Post(name) = step {
-                        last_id = item_id(&body).or(last_id);
-                        seen.acked.push(name);
+                    match step {
+                        Step::Post(name) => {
+                            // An answer without an id (the unsafe pattern's) leaves the
+                            // next list to find one.
+                            last_id = item_id(&body);
+                            seen.acked.push(name);
+                        }
+                        Step::Get(_) if last_id.is_none() => last_id = item_id(&body),
+                        Step::Get(_) | Step::Ready => {}
                     }
                 } else {
                     seen.counts.failed += 1;
@@ -338,12 +405,14 @@ async fn connection(addr: SocketAddr, who: usize, stop: Arc<AtomicBool>) -> Seen
 
 /// Figures of one server.
 struct Run {
-    kind: Kind,
+    row: Row,
     elapsed: Duration,
     counts: Counts,
     p50: Duration,
     p99: Duration,
     hups: usize,
+    /// Workers recycled for `--max-requests`, as the server's log says.
+    recycled: usize,
     acked: usize,
     lost: usize,
     rows: usize,
@@ -362,8 +431,9 @@ impl Run {
         format!(
             "side-by-side: server={} seconds={:.3} ok={} requests_per_s={:.1} p50_us={} \
              p99_us={} failed={} dropped={} unaccepted={} cut={} status={} connections={} \
-             hups={} acked={} rows={} lost={} shutdown_ms={} destroyed={} statuses={}",
-            self.kind.name(),
+             hups={} recycled={} acked={} rows={} lost={} shutdown_ms={} destroyed={} \
+             statuses={}",
+            self.row.name(),
             self.elapsed.as_secs_f64(),
             self.counts.ok,
             self.per_second(),
@@ -376,6 +446,7 @@ impl Run {
             self.counts.status,
             self.counts.connections,
             self.hups,
+            self.recycled,
             self.acked,
             self.rows,
             self.lost,
@@ -400,8 +471,9 @@ fn stored_names(path: &Path) -> HashSet<String> {
 }
 
 /// Runs the scenario against one server.
-async fn run(kind: Kind, peer: Option<&Peer>, seconds: u64) -> Run {
-    let mut server = start(kind, peer).await;
+async fn run(row: Row, peer: Option<&Peer>, seconds: u64) -> Run {
+    let kind = row.kind();
+    let mut server = start(row, peer).await;
     let started = Instant::now();
     let end = started + Duration::from_secs(seconds);
     let stop = Arc::new(AtomicBool::new(false));
@@ -430,7 +502,7 @@ async fn run(kind: Kind, peer: Option<&Peer>, seconds: u64) -> Run {
         // the server if one never comes.
         let one = tokio::time::timeout(PATIENCE, task)
             .await
-            .unwrap_or_else(|_| panic!("{} left a request unanswered", kind.name()))
+            .unwrap_or_else(|_| panic!("{} left a request unanswered", row.name()))
             .expect("a load task");
         seen.counts.add(one.counts);
         seen.latencies.extend(one.latencies);
@@ -442,15 +514,17 @@ async fn run(kind: Kind, peer: Option<&Peer>, seconds: u64) -> Run {
     let stored = stored_names(&server.dir.join("demo.sqlite3"));
     let lost = seen.acked.iter().filter(|n| !stored.contains(*n)).count();
     let destroyed = server.count_lines("was destroyed");
+    let recycled = server.count_lines(kind.recycle_line());
     seen.latencies.sort_unstable();
     seen.statuses.sort_unstable();
     Run {
-        kind,
+        row,
         elapsed,
         counts: seen.counts,
         p50: quantile(&seen.latencies, 0.50),
         p99: quantile(&seen.latencies, 0.99),
         hups,
+        recycled,
         acked: seen.acked.len(),
         lost,
         rows: stored.len(),
@@ -467,17 +541,19 @@ fn ms(d: Duration) -> String {
 fn main() {
     let seconds = env_number("TASKWARD_BENCH_SECONDS").unwrap_or(SECONDS);
     let peer = Peer::from_env(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/peer/demo"));
-    let mut kinds = vec![Kind::Taskward];
-    match &peer {
+    let rows = match &peer {
         Some(peer) => {
             println!("gunicorn: {}", peer.gunicorn.display());
-            kinds.push(Kind::Gunicorn);
+            vec![Row::Unsafe, Row::Safe, Row::Taskward]
         }
-        None => println!(
-            "TASKWARD_BENCH_GUNICORN is unset: the gunicorn row is skipped \
-             (scripts/bench-demo installs Gunicorn + Uvicorn and sets it)"
-        ),
-    }
+        None => {
+            println!(
+                "TASKWARD_BENCH_GUNICORN is unset: the gunicorn rows are skipped \
+                 (scripts/bench-demo installs Gunicorn + Uvicorn and sets it)"
+            );
+            vec![Row::Taskward]
+        }
+    };
     // The load shares two threads, as the end-to-end tests' does.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -487,26 +563,28 @@ fn main() {
     runtime.block_on(async {
         tokio::spawn(kill_groups_on_signal());
         let mut runs = Vec::new();
-        for &kind in &kinds {
-            let r = run(kind, peer.as_ref(), seconds).await;
+        for &row in &rows {
+            let r = run(row, peer.as_ref(), seconds).await;
             println!("{}", r.machine_line());
             runs.push(r);
         }
         println!();
         println!(
             "side by side: {WORKERS} workers each, {CONNECTIONS} keep-alive connections \
-             (1 POST /items : 3 GET), {seconds} s, SIGHUP every {} s, then SIGTERM, loopback",
+             (1 POST /items : 3 GET), {seconds} s, SIGHUP every {} s, --max-requests \
+             {MAX_REQUESTS} (+ jitter up to {MAX_REQUESTS_JITTER}), then SIGTERM, loopback",
             HUP_EVERY.as_secs()
         );
         println!(
             "| server | requests/s | p50 | p99 | failed (dropped / unaccepted / cut / status) \
-             | acked writes | lost acked writes | SIGTERM → master exit | \"was destroyed\" warnings |"
+             | acknowledged writes | lost acknowledged writes | \"was destroyed\" warnings \
+             | SIGTERM → master exit | SIGHUPs / workers recycled |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
         for r in &runs {
             println!(
-                "| {} | {:.0} | {} | {} | {} ({} / {} / {} / {}) | {} | {} | {} | {} |",
-                label(r.kind),
+                "| {} | {:.0} | {} | {} | {} ({} / {} / {} / {}) | {} | {} | {} | {} | {} / {} |",
+                r.row.label(),
                 r.per_second(),
                 ms(r.p50),
                 ms(r.p99),
@@ -517,8 +595,20 @@ fn main() {
                 r.counts.status,
                 r.acked,
                 r.lost,
-                r.shutdown.map_or_else(|| "never".to_owned(), ms),
                 r.destroyed,
+                r.shutdown.map_or_else(|| "never".to_owned(), ms),
+                r.hups,
+                r.recycled,
+            );
+        }
+        let by_row = |row: Row| runs.iter().find(|r| r.row == row);
+        if let (Some(taskward), Some(safe)) = (by_row(Row::Taskward), by_row(Row::Safe)) {
+            println!();
+            println!(
+                "taskward: {:.1}x the safe pattern's requests/s, p99 {} against {}",
+                taskward.per_second() / safe.per_second(),
+                ms(taskward.p99),
+                ms(safe.p99),
             );
         }
     });
