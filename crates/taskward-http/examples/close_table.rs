@@ -14,8 +14,12 @@
 //! The server runs in another process (this program, re-run with `--server`): its slow
 //! endpoint answers after 2 s and its stream ends after 2 s, so nothing waits forever.
 //!
+//! With `--tls` the server speaks HTTPS (HTTP/1.1 by ALPN, a certificate made at start
+//! with rcgen and trusted by every client), and the peer rows are reqwest's with rustls;
+//! hyper-util's own client has no TLS connector, so its row is left out.
+//!
 //! ```text
-//! cargo run --release -p taskward-http --example close_table -- [--trials 1000] [--runtime current|multi]
+//! cargo run --release -p taskward-http --example close_table -- [--trials 1000] [--runtime current|multi] [--tls]
 //! ```
 //!
 //! With the default 1,000 trials a run takes about 50 minutes, 33 of them in the two
@@ -24,6 +28,7 @@
 use std::any::Any;
 use std::io::{self, BufRead, Write};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -52,7 +57,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.as_slice() {
         [flag] if flag == "--server" => serve(),
-        _ => parse_args(&args).and_then(|(trials, flavors)| run_table(trials, &flavors)),
+        _ => parse_args(&args).and_then(|(trials, flavors, tls)| run_table(trials, &flavors, tls)),
     };
     if let Err(error) = outcome {
         let _ = writeln!(io::stderr(), "close_table: {error}");
@@ -60,13 +65,18 @@ fn main() {
     }
 }
 
-/// `[--trials N] [--runtime current|multi]`: trials per row (default 1,000) and the
-/// runtimes to run them on (default both).
-fn parse_args(args: &[String]) -> Result<(usize, Vec<Flavor>), String> {
+/// `[--trials N] [--runtime current|multi] [--tls]`: trials per row (default 1,000), the
+/// runtimes to run them on (default both), and whether to speak HTTPS.
+fn parse_args(args: &[String]) -> Result<(usize, Vec<Flavor>, bool), String> {
     let mut trials = 1_000;
     let mut flavors = vec![Flavor::CurrentThread, Flavor::MultiThread];
+    let mut tls = false;
     let mut rest = args.iter();
     while let Some(flag) = rest.next() {
+        if flag == "--tls" {
+            tls = true;
+            continue;
+        }
         let value = rest
             .next()
             .ok_or_else(|| format!("{flag}: a value is missing"))?;
@@ -90,17 +100,21 @@ fn parse_args(args: &[String]) -> Result<(usize, Vec<Flavor>), String> {
             },
             _ => {
                 return Err(format!(
-                    "usage: close_table [--trials N] [--runtime current|multi], found {flag:?}"
+                    "usage: close_table [--trials N] [--runtime current|multi] [--tls], found {flag:?}"
                 ));
             }
         }
     }
-    Ok((trials, flavors))
+    Ok((trials, flavors, tls))
 }
 
 // ---------------------------------------------------------------- the server process
 
-/// Serves the test endpoints on 127.0.0.1:0, prints the port, and stops at stdin's end.
+/// The server's certificate and key (PEM), when the table runs over TLS.
+const SERVER_PEM_ENV: &str = "CLOSE_TABLE_SERVER_PEM";
+
+/// Serves the test endpoints on 127.0.0.1:0 (over TLS if [`SERVER_PEM_ENV`] is set),
+/// prints the port, and stops at stdin's end.
 fn serve() -> Result<(), String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("runtime: {e}"))?;
     runtime.block_on(async {
@@ -127,29 +141,108 @@ fn serve() -> Result<(), String> {
                     Body::from_stream(first.chain(last))
                 }),
             );
-        let server = Server::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| e.to_string())?
-            .serve(&app, router)
-            .map_err(|e| e.to_string())?;
+        let (port, server) = match std::env::var(SERVER_PEM_ENV) {
+            Ok(pem) => (serve_tls(&app, router, &pem).await?, None),
+            Err(_) => {
+                let server = Server::bind("127.0.0.1:0")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .serve(&app, router)
+                    .map_err(|e| e.to_string())?;
+                (server.local_addr().port(), Some(server))
+            }
+        };
         let mut out = io::stdout().lock();
-        writeln!(out, "{}", server.local_addr().port()).map_err(|e| e.to_string())?;
+        writeln!(out, "{port}").map_err(|e| e.to_string())?;
         out.flush().map_err(|e| e.to_string())?;
         drop(out);
         // The parent holds our stdin; its end (the parent exited) is our signal to stop.
         tokio::task::spawn_blocking(|| io::stdin().lock().lines().count())
             .await
             .map_err(|e| e.to_string())?;
-        let _ = server.shutdown(Duration::from_secs(1)).await;
+        if let Some(server) = server {
+            let _ = server.shutdown(Duration::from_secs(1)).await;
+        }
         let _ = app.shutdown(Duration::from_secs(1)).await;
         Ok(())
     })
 }
 
-/// Starts the server process and reads its port.
-fn start_server() -> Result<(Child, u16), String> {
+/// Serves `router` over TLS (HTTP/1.1, as the plain server's clients speak) with the
+/// certificate and key in `pem`; each connection a task of `app`. Returns the port.
+async fn serve_tls(app: &Scope, router: Router, pem: &str) -> Result<u16, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{SERVER_PEM_ENV}: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| format!("{SERVER_PEM_ENV}: {e}"))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("{SERVER_PEM_ENV}: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot listen: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    app.task("accept")
+        .spawn_with(move |ctx| async move {
+            loop {
+                let tcp = tokio::select! {
+                    () = ctx.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok((tcp, _)) => tcp,
+                        Err(_) => continue,
+                    },
+                };
+                let (acceptor, service) = (acceptor.clone(), service.clone());
+                let _ = taskward::spawn("connection", async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(port)
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1 it issued, made now:
+/// the CA (PEM, for the clients) and the server's certificate and key (PEM).
+fn make_certificates() -> Result<(String, String), String> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|e| e.to_string())?;
+    let key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .and_then(|params| params.signed_by(&key, &ca))
+        .map_err(|e| e.to_string())?;
+    Ok((ca.pem(), format!("{}{}", cert.pem(), key.serialize_pem())))
+}
+
+/// Starts the server process (over TLS with `server_pem`) and reads its port.
+fn start_server(server_pem: Option<&str>) -> Result<(Child, u16), String> {
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    if let Some(pem) = server_pem {
+        command.env(SERVER_PEM_ENV, pem);
+    }
+    let mut child = command
         .arg("--server")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -186,17 +279,42 @@ enum Got {
 }
 
 impl Subject {
-    fn new(library: Library, app: &Scope) -> Self {
-        match library {
-            Library::Taskward => Self::Taskward(Client::new(app, TIMEOUT).expect("app is open")),
-            Library::Reqwest => Self::Reqwest(
+    /// A client of `library`; trusting `ca_pem` (only) when given, for TLS.
+    fn new(library: Library, app: &Scope, ca_pem: Option<&str>) -> Self {
+        match (library, ca_pem) {
+            (Library::Taskward, None) => {
+                Self::Taskward(Client::new(app, TIMEOUT).expect("app is open"))
+            }
+            (Library::Taskward, Some(pem)) => Self::Taskward(
+                Client::builder()
+                    .timeout(TIMEOUT)
+                    .tls_built_in_webpki_certs(false)
+                    .add_root_certificate(
+                        taskward_http::Certificate::from_pem(pem.as_bytes()).expect("rcgen's PEM"),
+                    )
+                    .build(app)
+                    .expect("app is open"),
+            ),
+            (Library::Reqwest, None) => Self::Reqwest(
                 reqwest::Client::builder()
                     .timeout(TIMEOUT)
                     .no_proxy()
                     .build()
                     .expect("a plain http client builds"),
             ),
-            Library::Hyper => Self::Hyper(Box::new(
+            (Library::Reqwest, Some(pem)) => Self::Reqwest(
+                reqwest::Client::builder()
+                    .timeout(TIMEOUT)
+                    .no_proxy()
+                    .use_rustls_tls()
+                    .tls_built_in_root_certs(false)
+                    .add_root_certificate(
+                        reqwest::Certificate::from_pem(pem.as_bytes()).expect("rcgen's PEM"),
+                    )
+                    .build()
+                    .expect("a rustls client builds"),
+            ),
+            (Library::Hyper, _) => Self::Hyper(Box::new(
                 HyperClient::builder(TokioExecutor::new()).build_http(),
             )),
         }
@@ -295,6 +413,40 @@ struct Row {
     clone_held: bool,
 }
 
+/// The rows over TLS: hyper-util's client has no TLS connector of its own.
+const TLS_ROWS: [Row; 5] = [
+    Row {
+        label: "taskward-http (TLS): drop",
+        library: Library::Taskward,
+        method: Method::Drop,
+        clone_held: true,
+    },
+    Row {
+        label: "taskward-http (TLS): drop + sleep 1 s",
+        library: Library::Taskward,
+        method: Method::DropSleep,
+        clone_held: true,
+    },
+    Row {
+        label: "taskward-http (TLS): close()",
+        library: Library::Taskward,
+        method: Method::Close,
+        clone_held: true,
+    },
+    Row {
+        label: "reqwest (rustls): drop (no clone held)",
+        library: Library::Reqwest,
+        method: Method::Drop,
+        clone_held: false,
+    },
+    Row {
+        label: "reqwest (rustls): drop",
+        library: Library::Reqwest,
+        method: Method::Drop,
+        clone_held: true,
+    },
+];
+
 const ROWS: [Row; 6] = [
     Row {
         label: "taskward-http: drop",
@@ -356,7 +508,7 @@ fn runtime(flavor: Flavor) -> Runtime {
     .expect("a runtime builds")
 }
 
-fn trial(row: Row, flavor: Flavor, port: u16) -> Result<Outcome, String> {
+fn trial(row: Row, flavor: Flavor, port: u16, ca_pem: Option<&str>) -> Result<Outcome, String> {
     let runtime = runtime(flavor);
     let outcome = runtime.block_on(async {
         let metrics = tokio::runtime::Handle::current().metrics();
@@ -368,9 +520,10 @@ fn trial(row: Row, flavor: Flavor, port: u16) -> Result<Outcome, String> {
                 open.saturating_sub(baseline.1),
             )
         };
-        let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+        let scheme = if ca_pem.is_some() { "https" } else { "http" };
+        let url = |path: &str| format!("{scheme}://127.0.0.1:{port}{path}");
         let app = Scope::root("close_table");
-        let client = Subject::new(row.library, &app);
+        let client = Subject::new(row.library, &app, ca_pem);
 
         for _ in 0..3 {
             match client.get(url("/"), true).await {
@@ -451,8 +604,14 @@ fn sockets() -> usize {
 
 // ---------------------------------------------------------------- the table
 
-fn run_table(trials: usize, flavors: &[Flavor]) -> Result<(), String> {
-    let (mut server, port) = start_server()?;
+fn run_table(trials: usize, flavors: &[Flavor], tls: bool) -> Result<(), String> {
+    let certificates = tls.then(make_certificates).transpose()?;
+    let (ca_pem, server_pem) = match &certificates {
+        Some((ca, server)) => (Some(ca.as_str()), Some(server.as_str())),
+        None => (None, None),
+    };
+    let rows: &[Row] = if tls { &TLS_ROWS } else { &ROWS };
+    let (mut server, port) = start_server(server_pem)?;
     let mut out = io::stdout().lock();
     let result = (|| {
         for &flavor in flavors {
@@ -466,8 +625,8 @@ fn run_table(trials: usize, flavors: &[Flavor]) -> Result<(), String> {
                 "| Client, ended by | Success Rate | Avg. Remaining Tasks | Avg. Remaining Sockets | Time until gone (median) |\n|---|---|---|---|---|"
             )
             .map_err(|e| e.to_string())?;
-            for row in ROWS {
-                let line = run_row(row, flavor, port, trials)?;
+            for &row in rows {
+                let line = run_row(row, flavor, port, trials, ca_pem)?;
                 writeln!(out, "{line}").map_err(|e| e.to_string())?;
                 out.flush().map_err(|e| e.to_string())?;
             }
@@ -479,13 +638,19 @@ fn run_table(trials: usize, flavors: &[Flavor]) -> Result<(), String> {
     result
 }
 
-fn run_row(row: Row, flavor: Flavor, port: u16, trials: usize) -> Result<String, String> {
+fn run_row(
+    row: Row,
+    flavor: Flavor,
+    port: u16,
+    trials: usize,
+    ca_pem: Option<&str>,
+) -> Result<String, String> {
     let mut outcomes = Vec::with_capacity(trials);
     let mut failed_setups = Vec::new();
     for _ in 0..trials {
         let mut attempt = Err(String::new());
         for _ in 0..ATTEMPTS {
-            attempt = trial(row, flavor, port);
+            attempt = trial(row, flavor, port, ca_pem);
             if attempt.is_ok() {
                 break;
             }

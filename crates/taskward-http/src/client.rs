@@ -1,9 +1,12 @@
 //! An HTTP client whose `close()` returns only when nothing of it is left running.
 //!
 //! Read [`Client`] first. It is hyper-util's pooled client with an executor that spawns
-//! every connection task and the pool's idle reaper into a taskward scope, so the client
-//! can be stopped and reported on like any other part of the application: the answer to
-//! seed 004, where `close()` left timer tasks behind.
+//! every connection task and the pool's idle reaper into a taskward scope, and a
+//! connector (`connector.rs`) whose lookups and TLS handshakes are tasks of that scope
+//! too, so the client can be stopped and reported on like any other part of the
+//! application: the answer to seed 004, where `close()` left timer tasks behind. Its
+//! settings are in `client_builder.rs`, the reqwest-like request and response in
+//! `request_builder.rs` and `response.rs`, the retry rule in `retry.rs`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

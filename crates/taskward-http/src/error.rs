@@ -33,6 +33,22 @@ pub enum ServeError {
 /// [`Tls`](Self::Tls), both naming the host; no answer in time is
 /// [`Timeout`](Self::Timeout); what went wrong once connected is
 /// [`Request`](Self::Request) (headers) or [`Body`](Self::Body).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run(client: taskward_http::Client) {
+/// use taskward_http::ClientError;
+///
+/// match client.get("https://inventory.internal/items").send().await {
+///     Ok(response) => println!("{}", response.status()),
+///     Err(ClientError::Tls { host, .. }) => eprintln!("check {host}'s certificate"),
+///     Err(ClientError::Connect { host, .. }) => eprintln!("{host} is down"),
+///     Err(ClientError::Timeout(after)) => eprintln!("no answer within {after:?}"),
+///     Err(other) => eprintln!("{other}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
@@ -98,6 +114,15 @@ pub enum ClientError {
 }
 
 /// A [`Client`](crate::Client) could not be built.
+///
+/// # Examples
+///
+/// ```
+/// use taskward_http::{Certificate, ClientBuildError};
+///
+/// let error = Certificate::from_pem(b"no PEM here").unwrap_err();
+/// assert!(matches!(error, ClientBuildError::Pem { what: "certificate", .. }));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientBuildError {

@@ -238,6 +238,31 @@ fn mutual_tls_accepted_and_refused() {
     });
 }
 
+// Asserts: a server that cannot be reached (connection refused) is `Connect` naming the
+// host, not `Tls` though the URL is https.
+#[test]
+fn a_refused_connection_is_a_connect_error_naming_the_host() {
+    Harness::multi_thread(2).run(|app| async move {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("loopback port");
+        let port = closed.local_addr().expect("bound").port();
+        drop(closed);
+        let client = Client::builder().build(&app).expect("open");
+        let failed = client
+            .get(format!("https://127.0.0.1:{port}/"))
+            .send()
+            .await
+            .expect_err("nobody listens");
+        assert!(
+            matches!(&failed, ClientError::Connect { host, .. } if host == "127.0.0.1"),
+            "{failed:?}"
+        );
+        assert!(failed.to_string().contains("127.0.0.1"), "{failed}");
+        let report = client.close(DEADLINE).await;
+        assert!(report.is_clean(), "{report}");
+        let _ = app.shutdown(Duration::from_secs(1)).await;
+    });
+}
+
 // Asserts: a body longer than the limit is `BodyTooLarge` with the limit, whether the
 // server announced its length or streamed it, for the client's limit and a response's;
 // a body within the limit is read whole.

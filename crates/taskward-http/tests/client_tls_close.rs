@@ -43,7 +43,8 @@ async fn silent_server() -> (u16, tokio::task::JoinHandle<TcpStream>) {
 // returns (the deadline cuts it), fails the request as `Closed`, names the handshake task
 // as aborted in its report, and leaves no task of the client and no socket; (2) dropping
 // the client (every handle, and the request) mid-handshake aborts the handshake task and
-// closes its socket too.
+// closes its socket too; (3) a handshake cut by the connect timeout, the client open,
+// fails the request as `Connect` and its task ends by itself, its socket closed.
 #[test]
 fn close_cuts_a_handshake_that_never_completes() {
     Harness::multi_thread(2).run(|app| async move {
@@ -107,6 +108,34 @@ fn close_cuts_a_handshake_that_never_completes() {
         .expect("the dropped client's tasks are aborted");
         drop(server_side);
         assert_eq!(open_fds(), baseline, "the client's socket is closed");
+
+        // (3) The connect timeout.
+        let (port, accepted) = silent_server().await;
+        let client = Client::builder()
+            .connect_timeout(Duration::from_millis(100))
+            .build(&app)
+            .expect("open");
+        let failed = tokio::time::timeout(
+            PATIENCE,
+            client.get(format!("https://127.0.0.1:{port}/")).send(),
+        )
+        .await
+        .expect("the connect timeout ends it");
+        assert!(
+            matches!(&failed, Err(ClientError::Connect { host, .. }) if host == "127.0.0.1"),
+            "{failed:?}"
+        );
+        tokio::time::timeout(PATIENCE, async {
+            while client_tasks() > 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the abandoned handshake ends");
+        drop(accepted.await.expect("accepted"));
+        assert_eq!(open_fds(), baseline, "the client's socket is closed");
+        let report = client.close(Duration::from_secs(10)).await;
+        assert!(report.is_clean(), "{report}");
 
         let _ = app.shutdown(Duration::from_secs(1)).await;
     });
