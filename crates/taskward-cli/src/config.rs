@@ -34,8 +34,9 @@
 //! waits on DNS.
 //!
 //! Durations are seconds, as an integer or a float (`2.5`), at most 31536000 (a year,
-//! [`MAX_SECONDS`](taskward_http::protocol::MAX_SECONDS): what the worker protocol carries). The config file must be a regular
-//! file of at most 1 MiB ([`MAX_CONFIG_FILE`]). In the environment, `bind` is
+//! [`MAX_SECONDS`](taskward_http::protocol::MAX_SECONDS): what the worker protocol
+//! carries). The config file must be a regular file of at most 1 MiB
+//! ([`MAX_CONFIG_FILE`]). In the environment, `bind` is
 //! comma-separated (so a unix socket path given there cannot contain a comma) and blanks
 //! around each address are ignored. An empty variable is a bad value, not an unset one.
 //! `max_requests_jitter` without `max_requests` is accepted and has no effect, as in

@@ -159,7 +159,10 @@ macro_rules! settings {
 
             /// The field of a single-valued setting, for tests that fill flags by key.
             #[cfg(test)]
-            pub(crate) fn value_mut(&mut self, key: Key) -> Option<&mut Option<std::ffi::OsString>> {
+            pub(crate) fn value_mut(
+                &mut self,
+                key: Key,
+            ) -> Option<&mut Option<std::ffi::OsString>> {
                 match key {
                     $(Key::$lvariant => None,)*
                     $(Key::$variant => Some(&mut self.$field),)*
@@ -189,7 +192,10 @@ macro_rules! settings {
                 given: super::sources::Given<'_>,
             ) -> Result<(), super::ConfigError> {
                 match key {
-                    $(Key::$lvariant => self.$lfield = Some(given.list(key, [$lshape, $lempty, $lonce], $lparse)?),)*
+                    $(Key::$lvariant => {
+                        let wanted = [$lshape, $lempty, $lonce];
+                        self.$lfield = Some(given.list(key, wanted, $lparse)?);
+                    })*
                     $(Key::$variant => self.$field = Some(given.value(key, $parse)?),)*
                 }
                 Ok(())

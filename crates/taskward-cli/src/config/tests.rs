@@ -911,15 +911,19 @@ mod properties {
             check(ServeConfig::load(flags(), no_env(), dir.path()), &["taskward.toml"])?;
         }
 
-        // Asserts: any flag values load, or are refused naming the flag.
+        // Asserts: any flag values (bind included) load, or are refused naming the flag.
         #[test]
         fn any_flags_load_or_name_the_flag(
-            values in proptest::collection::vec((proptest::sample::select(scalars()), text()), 0..4),
+            values in proptest::collection::vec((proptest::sample::select(Key::ALL.to_vec()), text()), 0..4),
         ) {
             let dir = TempDir::new("config");
             let mut given = flags();
             for (key, value) in &values {
-                *given.value_mut(*key).expect("a single-valued setting") = Some(value.into());
+                match given.value_mut(*key) {
+                    Some(slot) => *slot = Some(value.into()),
+                    // bind: loading does no DNS, so any text may be tried.
+                    None => given.bind.push(value.into()),
+                }
             }
             let sources: Vec<String> = values.iter().map(|(key, _)| format!("flag {}: {}", key.flag(), key.name())).collect();
             let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
@@ -930,7 +934,7 @@ mod properties {
         // (TASKWARD_DRAIN_DELAY, the workers' setting, included).
         #[test]
         fn any_environment_loads_or_names_the_variable(
-            values in proptest::collection::vec((proptest::sample::select(scalars()), text()), 0..4),
+            values in proptest::collection::vec((proptest::sample::select(Key::ALL.to_vec()), text()), 0..4),
             drain_delay in proptest::option::of(text()),
         ) {
             let dir = TempDir::new("config");
