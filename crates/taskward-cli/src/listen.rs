@@ -5,7 +5,7 @@
 //! left by a master that died is removed first, but one that still answers is an error.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +23,15 @@ pub enum ListenError {
         /// The address, as configured.
         addr: String,
         /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
+    /// A `bind` host name could not be resolved.
+    #[error("cannot resolve bind address {addr:?}")]
+    Resolve {
+        /// The address, as configured.
+        addr: String,
+        /// What the resolver said.
         #[source]
         source: io::Error,
     },
@@ -47,9 +56,31 @@ pub fn bind_all(addrs: &[BindAddr], backlog: i32) -> Result<Vec<OwnedFd>, Listen
                 addr: addr.to_string(),
                 source,
             }),
+            BindAddr::Host { host, port } => {
+                let resolved = resolve(host, *port).map_err(|source| ListenError::Resolve {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+                bind_tcp(resolved, backlog).map_err(|source| ListenError::Bind {
+                    addr: format!("{addr} ({resolved})"),
+                    source,
+                })
+            }
             BindAddr::Unix(path) => bind_unix(path, backlog),
         })
         .collect()
+}
+
+/// The address a host name is bound at: its first IPv4 address, else its first one.
+/// Blocking (`getaddrinfo`): called once at start, before any runtime runs.
+fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    addrs
+        .iter()
+        .find(|addr| addr.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the name has no addresses"))
 }
 
 fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
@@ -167,4 +198,35 @@ pub fn inherited() -> io::Result<Vec<OwnedFd>> {
         sockets.extend(socket);
     }
     Ok(sockets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Asserts: a host name from the configuration is resolved here, where the socket is
+    // bound (config keeps it as a name); one that does not resolve is a Resolve error
+    // naming the address as configured.
+    #[test]
+    fn host_names_are_resolved_when_bound() {
+        let localhost = BindAddr::Host {
+            host: "localhost".into(),
+            port: 0,
+        };
+        let bound = bind_all(&[localhost], 1).expect("localhost binds");
+        let addr = rustix::net::getsockname(&bound[0]).expect("a bound socket");
+        let addr = SocketAddr::try_from(addr).expect("an IP address");
+        assert!(addr.ip().is_loopback(), "{addr}");
+
+        let nowhere = BindAddr::Host {
+            host: "no-such-host.invalid".into(),
+            port: 80,
+        };
+        let error = bind_all(&[nowhere], 1).expect_err("does not resolve");
+        assert!(matches!(error, ListenError::Resolve { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            r#"cannot resolve bind address "no-such-host.invalid:80""#
+        );
+    }
 }

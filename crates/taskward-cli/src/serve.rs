@@ -142,7 +142,9 @@ impl ServeError {
     #[must_use]
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Env(_) => EXIT_CONFIG,
+            // An unresolvable `bind` host was a configuration error when names were
+            // resolved at load; it stays one now that they are resolved at bind.
+            Self::Env(_) | Self::Listen(ListenError::Resolve { .. }) => EXIT_CONFIG,
             _ => EXIT_START,
         }
     }

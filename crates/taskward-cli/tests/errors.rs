@@ -179,7 +179,7 @@ type Case<'a> = (
 // master forked until descriptors ran out, or read /dev/zero without end).
 #[test]
 fn bad_settings_stop_the_master_with_exit_2_and_one_line() {
-    let cases: [Case<'_>; 8] = [
+    let cases: [Case<'_>; 9] = [
         (
             &["-w", "100000"],
             &[],
@@ -227,6 +227,13 @@ fn bad_settings_stop_the_master_with_exit_2_and_one_line() {
             &[("LISTEN_FDS", "99999999999")],
             None,
             &["environment variable LISTEN_FDS", "\"99999999999\""],
+        ),
+        // Resolved where the sockets are bound, not while loading: still exit 2.
+        (
+            &["-b", "no-such-host.invalid:80"],
+            &[],
+            None,
+            &["cannot resolve bind address \"no-such-host.invalid:80\""],
         ),
     ];
     for (index, (args, envs, file, needles)) in cases.into_iter().enumerate() {
