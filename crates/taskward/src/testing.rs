@@ -332,10 +332,11 @@ impl Settle {
 }
 
 /// How long the counts must hold still. A current-thread runtime with no blocking work
-/// counts exactly, and needs only the yields that let woken tasks finish; threads (the
-/// workers of a multi-thread runtime, the blocking pool) release a finished task a
-/// little after it ends, and a loaded machine may not run them for a while.
-const STABLE_EXACT: Duration = Duration::from_millis(5);
+/// counts exactly, and needs only the yields that let woken tasks finish (about two
+/// hundred of them in this window, one per round); threads (the workers of a
+/// multi-thread runtime, the blocking pool) release a finished task a little after it
+/// ends, and a loaded machine may not run them for a while.
+const STABLE_EXACT: Duration = Duration::from_millis(20);
 const STABLE_THREADS: Duration = Duration::from_millis(100);
 
 async fn find_leak(root: &Scope, exact: bool, blocking: impl Fn() -> usize) -> Option<Leak> {
