@@ -246,6 +246,12 @@ impl Harness {
             .expect("the test runtime builds: threads and timers are available");
         let exact = self.workers.is_none();
         let workers = self.workers.unwrap_or(0);
+        // The workers start on threads of their own, counted as they come up: wait for
+        // them, or a blocking closure could hide behind a worker not yet counted.
+        let started = Instant::now();
+        while threads.load(Ordering::Relaxed) < workers && started.elapsed() < PATIENCE {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let root = Scope::root("test");
         let result = runtime.block_on(async {
             let output = body(root.clone()).await;
@@ -272,6 +278,9 @@ impl Harness {
         result
     }
 }
+
+/// The longest the harness waits for anything, to catch hangs only.
+const PATIENCE: Duration = Duration::from_secs(5);
 
 /// When to judge what a test body left: as soon as what is alive stops changing, not
 /// after a fixed wait, so that a failing test fails fast; at once when nothing is alive,
@@ -302,7 +311,7 @@ impl Settle {
     fn new(stable_for: Duration, now: Instant) -> Self {
         Self {
             stable_for,
-            patience: Duration::from_secs(5),
+            patience: PATIENCE,
             started: now,
             last: None,
         }
