@@ -48,38 +48,37 @@ impl std::io::Write for Sink {
 #[test]
 fn drop_alone_leaves_tasks_while_a_clone_is_held() {
     warnings(); // installs the capture before anything is logged
-    Harness::multi_thread(2)
-        .allow_dropped_scopes()
-        .run(|app| async move {
-            let server = server(&app, Arc::new(Notify::new()), Arc::new(Notify::new())).await;
-            let client = Client::new(&app, Duration::from_secs(10)).expect("open");
-            let clone = client.clone();
-            client
-                .request(get_request(&server, "/"))
-                .await
-                .expect("served");
+    let harness = Harness::multi_thread(2).allow_dropped_scopes(); // the drop is the subject
+    harness.run(|app| async move {
+        let server = server(&app, Arc::new(Notify::new()), Arc::new(Notify::new())).await;
+        let client = Client::new(&app, Duration::from_secs(10)).expect("open");
+        let clone = client.clone();
+        client
+            .request(get_request(&server, "/"))
+            .await
+            .expect("served");
 
-            drop(client);
+        drop(client);
+        tokio::task::yield_now().await;
+        assert!(
+            client_tasks() > 0,
+            "the pooled connection outlives the dropped handle"
+        );
+
+        assert!(warnings().is_empty(), "no warning while a handle is held");
+        drop(clone);
+        let warned = warnings();
+        assert_eq!(warned.len(), 1, "one warning: {warned:?}");
+        assert!(
+            warned[0].contains("test/client") && warned[0].contains("http connection"),
+            "{}",
+            warned[0]
+        );
+        while client_tasks() > 0 {
             tokio::task::yield_now().await;
-            assert!(
-                client_tasks() > 0,
-                "the pooled connection outlives the dropped handle"
-            );
-
-            assert!(warnings().is_empty(), "no warning while a handle is held");
-            drop(clone);
-            let warned = warnings();
-            assert_eq!(warned.len(), 1, "one warning: {warned:?}");
-            assert!(
-                warned[0].contains("test/client") && warned[0].contains("http connection"),
-                "{}",
-                warned[0]
-            );
-            while client_tasks() > 0 {
-                tokio::task::yield_now().await;
-            }
-            server_connections_gone(&server).await;
-            let _ = server.shutdown(Duration::from_secs(1)).await;
-            let _ = app.shutdown(Duration::from_secs(1)).await;
-        });
+        }
+        server_connections_gone(&server).await;
+        let _ = server.shutdown(Duration::from_secs(1)).await;
+        let _ = app.shutdown(Duration::from_secs(1)).await;
+    });
 }

@@ -246,6 +246,12 @@ impl Harness {
             .expect("the test runtime builds: threads and timers are available");
         let exact = self.workers.is_none();
         let workers = self.workers.unwrap_or(0);
+        // The workers start on threads of their own, counted as they come up: wait for
+        // them, or a blocking closure could hide behind a worker not yet counted.
+        let started = Instant::now();
+        while threads.load(Ordering::Relaxed) < workers && started.elapsed() < PATIENCE {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let root = Scope::root("test");
         let result = runtime.block_on(async {
             let output = body(root.clone()).await;
@@ -272,6 +278,9 @@ impl Harness {
         result
     }
 }
+
+/// The longest the harness waits for anything, to catch hangs only.
+const PATIENCE: Duration = Duration::from_secs(5);
 
 /// When to judge what a test body left: as soon as what is alive stops changing, not
 /// after a fixed wait, so that a failing test fails fast; at once when nothing is alive,
@@ -302,7 +311,7 @@ impl Settle {
     fn new(stable_for: Duration, now: Instant) -> Self {
         Self {
             stable_for,
-            patience: Duration::from_secs(5),
+            patience: PATIENCE,
             started: now,
             last: None,
         }
@@ -332,10 +341,11 @@ impl Settle {
 }
 
 /// How long the counts must hold still. A current-thread runtime with no blocking work
-/// counts exactly, and needs only the yields that let woken tasks finish; threads (the
-/// workers of a multi-thread runtime, the blocking pool) release a finished task a
-/// little after it ends, and a loaded machine may not run them for a while.
-const STABLE_EXACT: Duration = Duration::from_millis(5);
+/// counts exactly, and needs only the yields that let woken tasks finish (about two
+/// hundred of them in this window, one per round); threads (the workers of a
+/// multi-thread runtime, the blocking pool) release a finished task a little after it
+/// ends, and a loaded machine may not run them for a while.
+const STABLE_EXACT: Duration = Duration::from_millis(20);
 const STABLE_THREADS: Duration = Duration::from_millis(100);
 
 async fn find_leak(root: &Scope, exact: bool, blocking: impl Fn() -> usize) -> Option<Leak> {
