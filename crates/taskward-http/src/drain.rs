@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 
 use http::header::{CONNECTION, HeaderValue};
@@ -26,6 +26,11 @@ pub(crate) struct ConnState {
     in_flight: AtomicUsize,
     /// Requests begun on this connection: zero until a first request head is complete.
     begun: AtomicUsize,
+    /// When the connection was accepted: the origin of `ready_at`.
+    born: tokio::time::Instant,
+    /// When the last HTTP/1 response was ready, in nanoseconds since `born`: where the
+    /// wait for the next request head starts.
+    ready_at: AtomicU64,
     draining: AtomicBool,
     http2: AtomicBool,
     health: Health,
@@ -37,6 +42,8 @@ impl ConnState {
         Self {
             in_flight: AtomicUsize::new(0),
             begun: AtomicUsize::new(0),
+            born: tokio::time::Instant::now(),
+            ready_at: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             http2: AtomicBool::new(false),
             health,
@@ -59,6 +66,14 @@ impl ConnState {
     /// loses nothing.
     pub(crate) fn has_begun(&self) -> bool {
         self.begun.load(Ordering::Acquire) > 0
+    }
+
+    /// Since when the connection has been waiting for a request head: the end of its
+    /// last HTTP/1 response (its head ready), or its accept.
+    pub(crate) fn waiting_since(&self) -> tokio::time::Instant {
+        // Relaxed: read by the connection's own task, which wrote it (the service runs
+        // inside the connection's future); no other memory hangs on it.
+        self.born + std::time::Duration::from_nanos(self.ready_at.load(Ordering::Relaxed))
     }
 
     /// The connection has spoken HTTP/2.
@@ -144,10 +159,18 @@ where
         let this = self.project();
         let Ok(mut response) = ready!(this.inner.poll(cx));
         // HTTP/2 has no `Connection` header: its GOAWAY says the same.
-        if !*this.http2 && this.state.closing() {
-            response
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
+        if !*this.http2 {
+            if this.state.closing() {
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            // One clock read per response instead of a timer per request head: the
+            // connection's single header read clock is re-armed from it lazily.
+            let since = this.state.born.elapsed().as_nanos();
+            this.state
+                .ready_at
+                .store(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Relaxed);
         }
         Poll::Ready(Ok(response))
     }

@@ -10,10 +10,13 @@ use std::time::Duration;
 ///
 /// - **Header read** (30 s, hyper's default; nginx's `client_header_timeout` is 60 s): a
 ///   connection must send a complete request head within it, counted from its accept
-///   and, on an HTTP/1 keep-alive connection, from the end of the previous response. So it
-///   is also HTTP/1's idle keep-alive timeout: a connection that sends nothing, half a
-///   head (slowloris) or nothing more after a response is closed when it runs out. An
-///   HTTP/2 connection must open its first stream within it.
+///   and, on an HTTP/1 keep-alive connection, from the previous response (its head being
+///   ready). So it is also HTTP/1's idle keep-alive timeout: a connection that sends
+///   nothing, half a head (slowloris) or nothing more after a response is closed when it
+///   runs out (one whose last response body is still being sent then is closed after
+///   it). An HTTP/2 connection must open its first stream within it. A request being
+///   answered is never cut by it; the wait after a response that took longer than the
+///   timeout may last up to twice the timeout.
 /// - **HTTP/2 idle** (60 s): an HTTP/2 connection with no stream open for that long is
 ///   sent GOAWAY and closed.
 /// - **HTTP/2 keep-alive** (a ping every 20 s, closed if not acknowledged within 20 s):

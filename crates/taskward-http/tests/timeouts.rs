@@ -26,7 +26,21 @@ fn paused() -> Harness {
 }
 
 async fn start(app: &Scope, timeouts: Timeouts) -> ServerHandle {
-    let (gate, entered) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    start_gated(
+        app,
+        timeouts,
+        Arc::new(Notify::new()),
+        Arc::new(Notify::new()),
+    )
+    .await
+}
+
+async fn start_gated(
+    app: &Scope,
+    timeouts: Timeouts,
+    gate: Arc<Notify>,
+    entered: Arc<Notify>,
+) -> ServerHandle {
     Server::bind("127.0.0.1:0")
         .await
         .expect("loopback port")
@@ -118,15 +132,75 @@ fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
         idle.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
             .await
             .expect("sent");
-        let mut response = Vec::new();
-        while !response.ends_with(b"hello") {
-            let mut buf = [0u8; 256];
-            let n = idle.read(&mut buf).await.expect("response");
-            assert!(n > 0, "closed before the response");
-            response.extend_from_slice(&buf[..n]);
-        }
+        read_until(&mut idle, b"hello").await;
         let answered = Instant::now();
         assert_closed_at(closed_after(&mut idle, answered).await, HEADER_READ);
+        let report = server.shutdown(Duration::from_secs(1)).await;
+        assert!(report.is_clean(), "{report}");
+    });
+}
+
+/// Reads one response to `GET /` or `/slow` (its body ends the response) from `stream`.
+async fn read_until(stream: &mut TcpStream, end: &[u8]) {
+    let mut response = Vec::new();
+    while !response.ends_with(end) {
+        let mut buf = [0u8; 256];
+        let n = stream.read(&mut buf).await.expect("response");
+        assert!(n > 0, "closed before the response");
+        response.extend_from_slice(&buf[..n]);
+    }
+}
+
+// Asserts: half of the next request head on a keep-alive connection (slowloris after a
+// first request) is closed after the header read timeout counted from the response.
+#[test]
+fn a_half_sent_next_head_is_closed_after_the_header_read_timeout() {
+    paused().run(|app| async move {
+        let server = start(&app, short()).await;
+        let mut slow = TcpStream::connect(server.local_addr())
+            .await
+            .expect("connect");
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .expect("sent");
+        read_until(&mut slow, b"hello").await;
+        let answered = Instant::now();
+        for byte in b"GET / HTTP/1.1\r\nHo" {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            slow.write_all(&[*byte]).await.expect("sent");
+        }
+        assert_closed_at(closed_after(&mut slow, answered).await, HEADER_READ);
+        let report = server.shutdown(Duration::from_secs(1)).await;
+        assert!(report.is_clean(), "{report}");
+    });
+}
+
+// Asserts: a request answered for longer than the header read timeout is not cut by it,
+// and the keep-alive wait after it starts at its response.
+#[test]
+fn a_slow_response_is_not_cut_by_the_header_read_timeout() {
+    paused().run(|app| async move {
+        let (gate, entered) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let server = start_gated(&app, short(), gate.clone(), entered.clone()).await;
+        let mut client = TcpStream::connect(server.local_addr())
+            .await
+            .expect("connect");
+        client
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .expect("sent");
+        entered.notified().await;
+        tokio::time::sleep(HEADER_READ * 3).await;
+        gate.notify_one();
+        read_until(&mut client, b"late").await;
+        let answered = Instant::now();
+        // The clock was re-armed while the request was in flight: the connection may
+        // live up to twice the timeout past the response, never less than once.
+        let lived = closed_after(&mut client, answered).await;
+        assert!(
+            lived >= HEADER_READ && lived <= HEADER_READ * 2,
+            "closed {lived:?} after the response"
+        );
         let report = server.shutdown(Duration::from_secs(1)).await;
         assert!(report.is_clean(), "{report}");
     });
