@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rustix::process::Signal;
 use taskward_http::early_report_at;
+use taskward_http::throttle::{Throttle, WARN_EVERY};
 
 use self::backoff::CrashBackoff;
 use self::phase::Reason;
@@ -204,6 +205,9 @@ pub(crate) struct Lifecycle {
     told_ready: bool,
     /// The moment the master began, on both clocks: the status gives wall-clock times.
     began: (Instant, SystemTime),
+    /// Datagrams from processes that are not workers: any local process of the user can
+    /// send them, as fast as it likes, so they are logged once per interval with a count.
+    foreign: Throttle,
     actions: Vec<Action>,
 }
 
@@ -227,6 +231,7 @@ impl Lifecycle {
             leftovers: BTreeMap::new(),
             told_ready: false,
             began: (now, wall),
+            foreign: Throttle::new(WARN_EVERY),
             actions: Vec::new(),
         }
     }
@@ -553,10 +558,13 @@ impl Lifecycle {
 
     fn on_notified(&mut self, pid: u32, message: Notification, now: Instant) {
         let Some(id) = self.find(|w| w.pid == pid) else {
-            tracing::warn!(
-                pid,
-                "notify datagram from a process that is not a worker ignored"
-            );
+            if let Some(more) = self.foreign.hit(tokio::time::Instant::from_std(now)) {
+                tracing::warn!(
+                    pid,
+                    more,
+                    "notify datagram from a process that is not a worker ignored"
+                );
+            }
             return;
         };
         let worker = self.workers.get_mut(&id).expect("found above");

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rustix::process::{Pid, Signal, kill_process};
 use taskward::Scope;
+use taskward_http::throttle::{Throttle, WARN_EVERY};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -49,6 +50,9 @@ pub struct Master {
     processes: BTreeMap<WorkerId, WorkerProcess>,
     /// Admin `accept` and notify `recv` are not polled before this, after an error.
     io_paused_until: Option<Instant>,
+    /// Malformed datagrams and datagrams without credentials, logged once per interval
+    /// with a count: any local process of the user can send them as fast as it likes.
+    bad_datagrams: Throttle,
     scope: Scope,
     exits: (mpsc::UnboundedSender<Exit>, mpsc::UnboundedReceiver<Exit>),
 }
@@ -116,6 +120,7 @@ impl Master {
             lifecycle: Lifecycle::new(settings, Instant::now(), SystemTime::now()),
             processes: BTreeMap::new(),
             io_paused_until: None,
+            bad_datagrams: Throttle::new(WARN_EVERY),
             scope: Scope::root("master"),
             exits: mpsc::unbounded_channel(),
         })
@@ -325,7 +330,9 @@ impl Master {
         let datagram = match received {
             Ok(datagram) => datagram,
             Err(error) => {
-                tracing::warn!(error = %error_line(&error), "notify datagram ignored");
+                if let Some(more) = self.bad_datagrams.hit(tokio::time::Instant::now()) {
+                    tracing::warn!(error = %error_line(&error), more, "notify datagram ignored");
+                }
                 if matches!(error, RecvError::Io(_)) {
                     self.pause_io();
                 }
@@ -336,7 +343,9 @@ impl Master {
             .pid
             .and_then(|pid| u32::try_from(pid.as_raw_nonzero().get()).ok())
         else {
-            tracing::warn!("notify datagram without sender credentials ignored");
+            if let Some(more) = self.bad_datagrams.hit(tokio::time::Instant::now()) {
+                tracing::warn!(more, "notify datagram without sender credentials ignored");
+            }
             return Event::Timer;
         };
         Event::Notified {

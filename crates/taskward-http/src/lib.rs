@@ -28,7 +28,7 @@ mod response;
 mod retry;
 mod server;
 mod streams;
-mod throttle;
+pub mod throttle;
 mod timeouts;
 mod tls;
 mod worker;

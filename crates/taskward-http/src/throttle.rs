@@ -2,18 +2,33 @@
 //! the rest are counted and summed up in the next line logged.
 //!
 //! Read [`Throttle`]. It takes the time as an argument, so that its policy is tested
-//! without a clock.
+//! without a clock. The server's accept loop, the worker's notify socket and the process
+//! manager's notify receiver all use it: a hostile or broken peer must not be able to fill
+//! the log at the rate it can send.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 /// How often a repeated warning is logged at most.
-pub(crate) const WARN_EVERY: Duration = Duration::from_secs(10);
+pub const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Decides which occurrences of one repeated warning are logged.
+///
+/// ```
+/// use std::time::Duration;
+/// use taskward_http::throttle::Throttle;
+/// use tokio::time::Instant;
+///
+/// let start = Instant::now();
+/// let mut throttle = Throttle::new(Duration::from_secs(10));
+/// assert_eq!(throttle.hit(start), Some(0)); // the first is logged
+/// assert_eq!(throttle.hit(start + Duration::from_secs(1)), None); // counted
+/// // The next line, an interval later, says how many were not logged.
+/// assert_eq!(throttle.hit(start + Duration::from_secs(10)), Some(1));
+/// ```
 #[derive(Debug)]
-pub(crate) struct Throttle {
+pub struct Throttle {
     every: Duration,
     /// When the last line was logged, if any.
     logged_at: Option<Instant>,
@@ -22,7 +37,9 @@ pub(crate) struct Throttle {
 }
 
 impl Throttle {
-    pub(crate) fn new(every: Duration) -> Self {
+    /// A throttle logging at most one line per `every`.
+    #[must_use]
+    pub fn new(every: Duration) -> Self {
         Self {
             every,
             logged_at: None,
@@ -32,7 +49,7 @@ impl Throttle {
 
     /// One more occurrence at `now`. `Some(n)`: log it, saying that `n` more happened
     /// since the last line; `None`: count it and stay quiet.
-    pub(crate) fn hit(&mut self, now: Instant) -> Option<u64> {
+    pub fn hit(&mut self, now: Instant) -> Option<u64> {
         match self.logged_at {
             Some(at) if now.saturating_duration_since(at) < self.every => {
                 self.suppressed += 1;
@@ -50,7 +67,7 @@ impl Throttle {
     /// the last line has passed); otherwise they stay counted for the next line. A
     /// condition that comes and goes (a connection cap reached at every accept) so yields
     /// one line per interval, not one per change.
-    pub(crate) fn recovered(&mut self, now: Instant) -> Option<u64> {
+    pub fn recovered(&mut self, now: Instant) -> Option<u64> {
         if self.suppressed == 0 {
             return None;
         }

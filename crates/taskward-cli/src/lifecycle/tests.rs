@@ -1056,3 +1056,61 @@ fn a_stop_waits_for_the_leftovers() {
     sim.apply(Event::Reaped { pid: 901 });
     assert_eq!(sim.core.finished(), Some(Outcome::Clean));
 }
+
+/// The warnings logged while `body` runs, one per line.
+fn warnings_during(body: impl FnOnce()) -> Vec<String> {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log lock").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, body);
+    let bytes = lines.0.lock().expect("log lock").clone();
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+// Asserts: a process that is not a worker flooding the notify socket gets one warning per
+// interval, the next one counting what was not logged, instead of a line per datagram
+// (red without the throttle: 1,000 lines in the first second).
+#[test]
+fn datagrams_from_strangers_are_logged_once_per_interval() {
+    let mut sim = Sim::ready_workers(1);
+    let warned = warnings_during(|| {
+        for _ in 0..1_000 {
+            sim.notify(4_000_000, "READY=1");
+            sim.advance(MS);
+        }
+        sim.advance(10 * SECOND);
+        sim.notify(4_000_000, "WATCHDOG=1");
+    });
+    let strangers: Vec<&String> = warned
+        .iter()
+        .filter(|line| line.contains("not a worker"))
+        .collect();
+    assert_eq!(strangers.len(), 2, "{warned:#?}");
+    assert!(strangers[1].contains("more=999"), "{}", strangers[1]);
+    assert_eq!(
+        sim.pids_in("ready").len(),
+        1,
+        "the stranger changed nothing"
+    );
+}
