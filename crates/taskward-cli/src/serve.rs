@@ -75,6 +75,9 @@ pub fn run(config: ServeConfig) -> Result<Outcome, ServeError> {
     // huge one for as many descriptors.
     taskward_http::protocol::listen_fds(|name| std::env::var_os(name), std::process::id())
         .map_err(ServeError::Env)?;
+    // Before anything is opened, and so that every worker inherits it: a master at the
+    // soft limit (1,024 under systemd) cannot accept an admin connection or start a worker.
+    taskward_http::limits::raise_nofile_and_log();
     let passed = inherited().map_err(ServeError::Inherit)?;
     let passed_in = !passed.is_empty();
     // Descriptors this process inherited without close-on-exec (a parent's pipe, say) are

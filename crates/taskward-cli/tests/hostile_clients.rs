@@ -172,3 +172,33 @@ async fn a_reload_with_half_sent_requests_open_aborts_nothing() {
         .wait_status("two new workers ready", |s| ready_pids(s).len() == 2)
         .await;
 }
+
+// Asserts: a master started with a low soft descriptor limit (systemd's default is 1,024)
+// raises it to the hard limit (red without the call in `serve::run`: the master keeps
+// 256). Its log line cannot tell: a taskward-http worker raises its own limit and logs the
+// same line.
+#[tokio::test]
+async fn the_master_raises_its_soft_descriptor_limit() {
+    let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .maximum
+        .expect("a finite hard limit on this machine");
+    assert!(
+        hard > 256,
+        "the test needs a hard limit above 256, found {hard}"
+    );
+    let serve = Serve::spawn_under(
+        &["prlimit", "--nofile=256:", "--"],
+        "raise-nofile",
+        &["-w", "1", "--", HELLO],
+        |_| {},
+    );
+    serve.wait_log("all workers ready");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", serve.pid()))
+        .expect("the master's limits");
+    let open_files = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let soft: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(soft, [hard.to_string(), hard.to_string()], "{open_files}");
+}

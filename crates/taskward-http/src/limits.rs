@@ -55,6 +55,29 @@ pub fn raise_nofile() -> io::Result<NofileLimit> {
     })
 }
 
+/// [`raise_nofile`], saying in the log what it did (INFO) or why it could not (WARN):
+/// what a process calls once at start. Both `taskward serve` (whose workers inherit the
+/// raised limit) and every [`Worker`](crate::Worker) call it.
+///
+/// ```
+/// taskward_http::limits::raise_nofile_and_log();
+/// assert_eq!(
+///     taskward_http::limits::nofile(),
+///     rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum,
+/// );
+/// ```
+pub fn raise_nofile_and_log() {
+    match raise_nofile() {
+        Ok(raised) if raised.before != raised.after => tracing::info!(
+            before = ?raised.before,
+            after = ?raised.after,
+            "raised the soft descriptor limit (RLIMIT_NOFILE) to the hard limit"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot raise the descriptor limit (RLIMIT_NOFILE)"),
+    }
+}
+
 /// The soft descriptor limit now in force (`None`: unlimited).
 #[must_use]
 pub fn nofile() -> Option<u64> {

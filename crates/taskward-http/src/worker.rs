@@ -485,15 +485,7 @@ fn notify(notifier: &Notifier, states: &[NotifyState<'_>]) {
 /// The worker's cap on open connections: `max` if given, else derived from the
 /// descriptor limit, raised to its hard maximum first (and both said in the log).
 fn connection_limit(max: Option<usize>) -> ConnectionLimit {
-    match limits::raise_nofile() {
-        Ok(raised) if raised.before != raised.after => tracing::info!(
-            before = ?raised.before,
-            after = ?raised.after,
-            "raised the soft descriptor limit (RLIMIT_NOFILE) to the hard limit"
-        ),
-        Ok(_) => {}
-        Err(error) => tracing::warn!(%error, "cannot raise the descriptor limit (RLIMIT_NOFILE)"),
-    }
+    limits::raise_nofile_and_log();
     let nofile = limits::nofile();
     let limit = ConnectionLimit::new(max.unwrap_or_else(|| limits::connections_for(nofile)));
     tracing::info!(max_connections = limit.max(), nofile = ?nofile, "connection limit");

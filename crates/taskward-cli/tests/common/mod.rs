@@ -63,8 +63,27 @@ impl Serve {
     /// Starts it without waiting; `setup` may add to the command. Binds 127.0.0.1:0
     /// unless `args` bind something themselves.
     pub(crate) fn spawn(name: &str, args: &[&str], setup: impl FnOnce(&mut Command)) -> Self {
+        Self::spawn_under(&[], name, args, setup)
+    }
+
+    /// Like [`spawn`](Self::spawn), run through `wrapper` (a program and its arguments
+    /// that end by executing the command after them, e.g. `prlimit --nofile=256: --`):
+    /// the master's pid is the wrapper's.
+    pub(crate) fn spawn_under(
+        wrapper: &[&str],
+        name: &str,
+        args: &[&str],
+        setup: impl FnOnce(&mut Command),
+    ) -> Self {
         let dir = test_dir(name);
-        let mut command = Command::new(TASKWARD);
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(TASKWARD);
+                command
+            }
+            None => Command::new(TASKWARD),
+        };
         command
             .current_dir(&dir)
             .arg("serve")
