@@ -11,9 +11,7 @@
 use std::io;
 
 use rustix::process::{Pid, WaitOptions, waitpid};
-
-/// The environment variable that numbers a worker, inherited by what it starts.
-pub(crate) const WORKER_ID_ENV: &str = "TASKWARD_WORKER_ID";
+use taskward_http::protocol::env;
 
 /// Longest command line kept for the log and the status.
 const COMMAND_MAX: usize = 200;
@@ -79,7 +77,7 @@ pub(crate) fn worker_of(pid: u32) -> Option<u64> {
     environ
         .split(|&b| b == 0)
         .filter_map(|var| {
-            var.strip_prefix(WORKER_ID_ENV.as_bytes())?
+            var.strip_prefix(env::WORKER_ID.as_bytes())?
                 .strip_prefix(b"=")
         })
         .next_back()

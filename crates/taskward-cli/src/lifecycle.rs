@@ -17,7 +17,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustix::process::Signal;
-use taskward_http::early_report_at;
+use taskward_http::protocol::early_report_at;
 use taskward_http::throttle::{Throttle, WARN_EVERY};
 
 use self::backoff::CrashBackoff;

@@ -360,14 +360,14 @@ impl Master {
 }
 
 /// The drain delay the workers read from the environment they inherit
-/// ([`taskward_http::DRAIN_DELAY_ENV`]), or zero when it is unset or not a number of
-/// seconds (such a value is the workers' error to report).
+/// ([`DRAIN_DELAY`](taskward_http::protocol::env::DRAIN_DELAY)), or zero when it is unset.
+/// The configuration refused to start with a value the workers would refuse.
 fn drain_delay() -> Duration {
-    std::env::var(taskward_http::DRAIN_DELAY_ENV)
-        .ok()
-        .and_then(|value| value.trim().parse::<f64>().ok())
-        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
-        .unwrap_or(Duration::ZERO)
+    let var = taskward_http::protocol::env::DRAIN_DELAY;
+    std::env::var_os(var).map_or(Duration::ZERO, |value| {
+        taskward_http::protocol::parse_seconds(var, &value)
+            .expect("checked when the configuration was loaded")
+    })
 }
 
 /// Tells the master's own supervisor (systemd `Type=notify`), if it has one.

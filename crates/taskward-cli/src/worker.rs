@@ -17,10 +17,8 @@ use std::time::Duration;
 
 use command_fds::{CommandFdExt, FdMapping};
 use rustix::process::{Pid, PidfdFlags, Signal, kill_process, pidfd_open, pidfd_send_signal};
+use taskward_http::protocol::{self, env};
 use tokio::process::{Child, Command};
-
-/// The first file descriptor of passed sockets (systemd's `SD_LISTEN_FDS_START`).
-pub(crate) const LISTEN_FDS_START: i32 = 3;
 
 /// A worker process: its pid, and a handle to signal it by.
 #[derive(Debug)]
@@ -55,33 +53,35 @@ impl WorkerProcess {
             // The master's own (from a supervisor of its own, or stale), not the worker's;
             // the worker's are set below, `LISTEN_PID` in the child.
             .filter(|(key, _)| {
-                !matches!(
-                    key.to_str(),
-                    Some(
-                        "LISTEN_FDNAMES"
-                            | "WATCHDOG_PID"
-                            | "WATCHDOG_USEC"
-                            | taskward_http::MAX_REQUESTS_ENV
-                    )
-                )
+                !key.to_str().is_some_and(|key| {
+                    [
+                        env::LISTEN_FDNAMES,
+                        env::WATCHDOG_PID,
+                        env::WATCHDOG_USEC,
+                        env::MAX_REQUESTS,
+                    ]
+                    .contains(&key)
+                })
             })
             .collect();
         let mut set = |key: &str, value: String| {
             vars.insert(key.into(), value.into());
         };
-        set("LISTEN_FDS", launch.listeners.len().to_string());
-        set(crate::leftovers::WORKER_ID_ENV, id.to_string());
+        set(env::LISTEN_FDS, launch.listeners.len().to_string());
+        set(env::WORKER_ID, id.to_string());
         set(
-            taskward_http::GRACEFUL_TIMEOUT_ENV,
-            launch.graceful_timeout.as_secs_f64().to_string(),
+            env::GRACEFUL_TIMEOUT,
+            protocol::format_seconds(launch.graceful_timeout),
         );
-        if let Some(every) = launch.watchdog {
-            set("WATCHDOG_USEC", every.as_micros().to_string());
+        // The configuration keeps `timeout` within what the protocol can say (1 ms to a
+        // year), so this is `None` only when heartbeats are off.
+        if let Some(usec) = launch.watchdog.and_then(protocol::format_watchdog_usec) {
+            set(env::WATCHDOG_USEC, usec);
         }
         if let Some(limit) = max_requests {
-            set(taskward_http::MAX_REQUESTS_ENV, limit.to_string());
+            set(env::MAX_REQUESTS, limit.to_string());
         }
-        vars.insert("NOTIFY_SOCKET".into(), launch.notify_socket.into());
+        vars.insert(env::NOTIFY_SOCKET.into(), launch.notify_socket.into());
         let vars: Vec<(OsString, OsString)> = vars.into_iter().collect();
 
         let mut command = Command::new(launch.program);
@@ -91,7 +91,7 @@ impl WorkerProcess {
             .kill_on_drop(true);
         crate::os::exec_as_worker(&mut command, &vars);
         let mut mappings = Vec::with_capacity(launch.listeners.len());
-        for (fd, child_fd) in launch.listeners.iter().zip(LISTEN_FDS_START..) {
+        for (fd, child_fd) in launch.listeners.iter().zip(protocol::LISTEN_FDS_START..) {
             mappings.push(FdMapping {
                 parent_fd: fd.as_fd().try_clone_to_owned()?,
                 child_fd,

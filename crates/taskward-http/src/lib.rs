@@ -40,11 +40,6 @@ pub use error::{ClientError, ServeError, WorkerError};
 pub use health::{Health, HealthPaths};
 pub use listener::ListenAddr;
 pub use notify::Notifier;
-pub use protocol::early_report_at;
-pub use protocol::env::{
-    DRAIN_DELAY as DRAIN_DELAY_ENV, GRACEFUL_TIMEOUT as GRACEFUL_TIMEOUT_ENV,
-    MAX_REQUESTS as MAX_REQUESTS_ENV,
-};
 pub use request_builder::RequestBuilder;
 pub use requests::RequestCount;
 pub use response::Response;

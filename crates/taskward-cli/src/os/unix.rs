@@ -7,6 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use rustix::io::{FdFlags, fcntl_getfd, fcntl_setfd};
 use rustix::process::{Signal, getpid, getppid, set_parent_process_death_signal};
+use taskward_http::protocol::env;
 
 /// Marks every open descriptor from `first` on close-on-exec, so that descriptors the
 /// master inherited without the flag (a parent's pipe, say) do not reach the workers.
@@ -56,13 +57,33 @@ unsafe impl Send for WorkerEnv {}
 // SAFETY: as above: nothing is read or written through a shared reference.
 unsafe impl Sync for WorkerEnv {}
 
+/// `LISTEN_PID=`, the start of the entry the child completes with its own pid: a byte
+/// literal the child can use after `fork`, checked when compiling against the protocol's
+/// name of the variable.
 const LISTEN_PID: &[u8] = b"LISTEN_PID=";
+const _: () = assert!(is_entry_prefix(LISTEN_PID, env::LISTEN_PID));
+
+/// Whether `prefix` is `name=`.
+const fn is_entry_prefix(prefix: &[u8], name: &str) -> bool {
+    let name = name.as_bytes();
+    if prefix.len() != name.len() + 1 || prefix[name.len()] != b'=' {
+        return false;
+    }
+    let mut i = 0;
+    while i < name.len() {
+        if prefix[i] != name[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 impl WorkerEnv {
     fn new(vars: &[(OsString, OsString)]) -> Self {
         let entries: Vec<Box<[u8]>> = vars
             .iter()
-            .filter(|(key, _)| key.as_bytes() != b"LISTEN_PID")
+            .filter(|(key, _)| key.as_bytes() != env::LISTEN_PID.as_bytes())
             .map(|(key, value)| entry(key, value))
             .collect();
         // A pid is at most 10 digits (i32); the rest stays `\0`.
