@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// The soft descriptor limit before and after [`raise_nofile`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +123,12 @@ pub fn connections_for(nofile: Option<u64>) -> usize {
 #[derive(Debug, Clone)]
 pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
+    /// Bumped while a connection accepted at the cap waits for a place: every connection
+    /// that has been waiting for a request head a while gives its place up (see
+    /// [`Place::pressed`]), so that idle and slow clients cannot hold the cap against new
+    /// ones for a whole header read timeout (nginx reuses idle keep-alive connections the
+    /// same way when it runs out).
+    pressure: Arc<watch::Sender<u64>>,
     /// Connections accepted and not yet closed. (The semaphore's count also holds the
     /// place an accept loop takes before it waits for a connection.)
     open: Arc<AtomicUsize>,
@@ -139,6 +145,7 @@ impl ConnectionLimit {
         let max = max.clamp(1, Self::UNLIMITED);
         Self {
             permits: Arc::new(Semaphore::new(max)),
+            pressure: Arc::new(watch::channel(0).0),
             open: Arc::new(AtomicUsize::new(0)),
             max,
         }
@@ -170,7 +177,14 @@ impl ConnectionLimit {
         Place {
             _permit: permit,
             open: self.open.clone(),
+            pressure: self.pressure.subscribe(),
         }
+    }
+
+    /// A connection is waiting for a place: asks the open ones to give theirs up if they
+    /// are only waiting for a request head.
+    pub(crate) fn press(&self) {
+        self.pressure.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// A place for one more connection, at once if there is one.
@@ -197,6 +211,21 @@ impl ConnectionLimit {
 pub(crate) struct Place {
     _permit: OwnedSemaphorePermit,
     open: Arc<AtomicUsize>,
+    pressure: watch::Receiver<u64>,
+}
+
+impl Place {
+    /// Resolves each time a connection waits for a place under this limit
+    /// ([`ConnectionLimit::press`]); never once the limit is gone.
+    ///
+    /// # Cancel safety
+    ///
+    /// This method is cancel safe: a press not yet seen stays unseen.
+    pub(crate) async fn pressed(&mut self) {
+        if self.pressure.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 impl Drop for Place {

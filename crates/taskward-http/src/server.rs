@@ -33,6 +33,12 @@ use crate::streams::{ConnStreams, Running};
 use crate::throttle::{Throttle, WARN_EVERY};
 use crate::timeouts::Timeouts;
 
+/// How long a connection waiting for a request head keeps its place while another waits
+/// for one at the cap (or the header read timeout, if shorter): long enough for a client
+/// that just connected to send its request, short enough that a flood holding the cap
+/// delays normal clients by seconds, not by header read timeouts.
+const RECLAIM_AFTER: Duration = Duration::from_secs(1);
+
 /// The response body every served service must produce: axum's.
 pub type Body = axum::body::Body;
 
@@ -408,37 +414,19 @@ async fn accept_loop<S>(
     let mut unix_seq = 0;
     let mut failing = Throttle::new(WARN_EVERY);
     let mut full = Throttle::new(WARN_EVERY);
+    let reclaim_after = settings
+        .timeouts
+        .header_read_timeout()
+        .map(|timeout| timeout.min(RECLAIM_AFTER));
     loop {
-        // A place first, then the connection: at the cap the connections wait in the
-        // listen queue (or are taken by another process sharing it), where they cost this
-        // process no descriptor, instead of being accepted and failing for want of one.
-        let permit = match limit.try_acquire() {
-            Some(permit) => {
-                if let Some(more) = full.recovered(tokio::time::Instant::now()) {
-                    tracing::info!(
-                        max = limit.max(),
-                        more,
-                        "accepting again (the cap was reached `more` times since the last line)"
-                    );
-                }
-                permit
-            }
-            None => {
-                if let Some(more) = full.hit(tokio::time::Instant::now()) {
-                    tracing::warn!(
-                        max = limit.max(),
-                        more,
-                        "connection limit reached: not accepting until a connection closes"
-                    );
-                }
-                tokio::select! {
-                    biased;
-                    () = stop.cancelled() => break,
-                    () = ctx.cancelled() => break,
-                    permit = limit.acquire() => permit,
-                }
-            }
-        };
+        // A place first when there is one. At the cap, the next connection is accepted
+        // all the same and held here while the open connections that are only waiting
+        // for a request head are asked to give their places up: a flood of idle or
+        // slowloris connections then holds the cap for `RECLAIM_AFTER`, not for a whole
+        // header read timeout, and normal clients queued behind it get through. Only a
+        // connection actually waiting presses: at the cap with nobody queued, idle
+        // keep-alive connections are left alone.
+        let permit = limit.try_acquire();
         let accepted = tokio::select! {
             // Biased: once asked to stop, take no connection from the queue, where
             // another process sharing the socket may still accept it.
@@ -468,6 +456,32 @@ async fn accept_loop<S>(
                 continue;
             }
         };
+        let permit = match permit {
+            Some(permit) => {
+                if let Some(more) = full.recovered(tokio::time::Instant::now()) {
+                    tracing::info!(
+                        max = limit.max(),
+                        more,
+                        "accepting again (the cap was reached `more` times since the last line)"
+                    );
+                }
+                permit
+            }
+            None => {
+                if let Some(more) = full.hit(tokio::time::Instant::now()) {
+                    tracing::warn!(
+                        max = limit.max(),
+                        more,
+                        "connection limit reached: idle connections give their places up"
+                    );
+                }
+                match wait_for_place(&limit, &stop, &ctx, reclaim_after).await {
+                    Some(permit) => permit,
+                    // Stopping: this one connection, not begun, is closed unserved.
+                    None => break,
+                }
+            }
+        };
         let permit = limit.admit(permit);
         if ctx.is_cancelled() {
             // The scope was shut down from outside (not through `ServerHandle::shutdown`)
@@ -486,6 +500,35 @@ async fn accept_loop<S>(
         }
     }
     tracing::info!("stopped accepting");
+}
+
+/// A place for a connection accepted at the cap: presses the open connections every
+/// `reclaim_after` (those waiting that long for a request head give theirs up) until one
+/// is free; `None` if the server stops first. Without a header read timeout connections
+/// are never closed for want of a request, and nothing is pressed.
+async fn wait_for_place(
+    limit: &ConnectionLimit,
+    stop: &CancellationToken,
+    ctx: &TaskContext,
+    reclaim_after: Option<Duration>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    loop {
+        if reclaim_after.is_some() {
+            limit.press();
+        }
+        let again = tokio::time::sleep_until(
+            reclaim_after.map_or_else(far_future, |after| tokio::time::Instant::now() + after),
+        );
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => return None,
+            () = ctx.cancelled() => return None,
+            permit = limit.acquire() => return Some(permit),
+            // Those too young to give their place up at the last press may be old enough
+            // now.
+            () = again => {}
+        }
+    }
 }
 
 /// How long to wait before accepting again after `error`: a shortage of descriptors or
@@ -513,7 +556,7 @@ async fn serve_connection<S>(
     stream: Stream,
     service: S,
     settings: Arc<Settings>,
-    place: Place,
+    mut place: Place,
 ) where
     S: HttpService,
 {
@@ -574,6 +617,20 @@ async fn serve_connection<S>(
                         // Keep-alive and no request head in time: hyper closes an idle
                         // HTTP/1 connection at once (a response still being sent first).
                         tracing::debug!("no request head within the header read timeout: closing");
+                        conn.as_mut().graceful_shutdown();
+                        phase = Phase::Closing;
+                    }
+                }
+            }
+            () = place.pressed(), if phase == Phase::Serving => {
+                match reclaim_check(&state, running.is_empty(), timeouts.header_read_timeout()) {
+                    Reclaim::Keep => {}
+                    Reclaim::CloseNow => {
+                        tracing::debug!("at the connection cap, no request begun: closing");
+                        break;
+                    }
+                    Reclaim::Close => {
+                        tracing::debug!("at the connection cap, idle: closing");
                         conn.as_mut().graceful_shutdown();
                         phase = Phase::Closing;
                     }
@@ -658,6 +715,47 @@ fn head_check(state: &ConnState, timeout: Option<Duration>) -> Head {
         Head::Close
     } else {
         Head::Wait(due)
+    }
+}
+
+/// What a connection does when another waits for a place at the cap.
+#[derive(Debug, PartialEq, Eq)]
+enum Reclaim {
+    /// It is serving a request, or began waiting for one less than `RECLAIM_AFTER` ago.
+    Keep,
+    /// It never began a request (nothing in flight, not even a complete head): close.
+    CloseNow,
+    /// Idle between requests (HTTP/1 keep-alive, or HTTP/2 with no stream open): close
+    /// gracefully (hyper closes an idle HTTP/1 connection at once; HTTP/2 gets GOAWAY).
+    Close,
+}
+
+/// The reclaim policy, apart from the I/O. `header_read_timeout`: `None` means
+/// connections are never closed for want of a request, under pressure or not.
+fn reclaim_check(
+    state: &ConnState,
+    no_stream_open: bool,
+    header_read_timeout: Option<Duration>,
+) -> Reclaim {
+    let Some(timeout) = header_read_timeout else {
+        return Reclaim::Keep;
+    };
+    let waited = tokio::time::Instant::now().saturating_duration_since(state.waiting_since());
+    if waited < timeout.min(RECLAIM_AFTER) {
+        return Reclaim::Keep;
+    }
+    if !state.has_begun() {
+        Reclaim::CloseNow
+    } else if state.is_http2() {
+        if no_stream_open {
+            Reclaim::Close
+        } else {
+            Reclaim::Keep
+        }
+    } else if state.is_idle() {
+        Reclaim::Close
+    } else {
+        Reclaim::Keep
     }
 }
 

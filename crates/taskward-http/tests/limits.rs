@@ -77,3 +77,62 @@ fn at_the_cap_accepting_waits_for_a_connection_to_close() {
             assert_eq!(limit.open(), 0, "every place is given back");
         });
 }
+
+/// Reads until the server closes `stream`; what it sent meanwhile is ignored.
+async fn closed(stream: &mut TcpStream) {
+    let mut buf = [0u8; 256];
+    while stream.read(&mut buf).await.map(|n| n > 0).unwrap_or(false) {}
+}
+
+// Asserts: at the cap, with the default timeouts (header read 30 s), a new client is not
+// held for the header read timeout by connections that are only waiting for a request
+// head: an idle keep-alive connection and one that never sent a byte give their places
+// up (they are closed) once they have waited a second while the new one waited, and the
+// new one is served within seconds (paused time; red without the reclaim: the third
+// request waits the whole 30 s). A connection serving a request keeps its place.
+#[test]
+fn at_the_cap_connections_waiting_for_a_head_make_room() {
+    Harness::current_thread()
+        .start_paused(true)
+        .run(|app| async move {
+            let limit = ConnectionLimit::new(2);
+            let (gate, entered) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+            let server = Server::bind("127.0.0.1:0")
+                .await
+                .expect("loopback port")
+                .connection_limit(limit.clone())
+                .serve(&app, common::router(gate, entered))
+                .expect("open");
+            let addr = server.local_addr();
+            let mut keep_alive = TcpStream::connect(addr).await.expect("connect");
+            assert!(hello(&mut keep_alive).await.starts_with("HTTP/1.1 200"));
+            let mut silent = TcpStream::connect(addr).await.expect("connect");
+            while limit.open() < 2 {
+                tokio::task::yield_now().await;
+            }
+
+            let started = tokio::time::Instant::now();
+            let mut newcomer = TcpStream::connect(addr)
+                .await
+                .expect("queued by the kernel");
+            let served = tokio::time::timeout(Duration::from_secs(10), hello(&mut newcomer))
+                .await
+                .expect("served within seconds, not after the header read timeout");
+            assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{:?} (paused time)",
+                started.elapsed()
+            );
+            tokio::time::timeout(Duration::from_secs(10), closed(&mut keep_alive))
+                .await
+                .expect("the idle keep-alive connection was closed");
+            tokio::time::timeout(Duration::from_secs(10), closed(&mut silent))
+                .await
+                .expect("the silent connection was closed");
+
+            drop(newcomer);
+            let report = server.shutdown(Duration::from_secs(1)).await;
+            assert!(report.is_clean(), "{report}");
+        });
+}
