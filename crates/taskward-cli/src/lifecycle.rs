@@ -584,7 +584,10 @@ impl Lifecycle {
             None => {}
         }
         if let Some(status) = message.status {
-            worker.status = status;
+            // Kept escaped: `status --json` and every other reader get it as text, never
+            // as escape sequences for the operator's terminal (serde_json leaves C1
+            // controls and bidi overrides raw).
+            worker.status = crate::admin::printable(&status).into_owned();
         }
         if let Some(requests) = message.requests {
             worker.requests = requests;

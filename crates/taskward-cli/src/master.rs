@@ -53,6 +53,9 @@ pub struct Master {
     /// Malformed datagrams and datagrams without credentials, logged once per interval
     /// with a count: any local process of the user can send them as fast as it likes.
     bad_datagrams: Throttle,
+    /// Admin `accept` failing (no descriptors left): a lasting condition, retried every
+    /// `IO_PAUSE`, logged once per interval.
+    admin_failing: Throttle,
     scope: Scope,
     exits: (mpsc::UnboundedSender<Exit>, mpsc::UnboundedReceiver<Exit>),
 }
@@ -121,6 +124,7 @@ impl Master {
             processes: BTreeMap::new(),
             io_paused_until: None,
             bad_datagrams: Throttle::new(WARN_EVERY),
+            admin_failing: Throttle::new(WARN_EVERY),
             scope: Scope::root("master"),
             exits: mpsc::unbounded_channel(),
         })
@@ -191,7 +195,9 @@ impl Master {
                         Event::StatusRequest
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "admin socket accept failed");
+                        if let Some(more) = self.admin_failing.hit(tokio::time::Instant::now()) {
+                            tracing::warn!(%error, more, "admin socket accept failed");
+                        }
                         self.pause_io();
                         Event::Timer
                     }

@@ -1114,3 +1114,19 @@ fn datagrams_from_strangers_are_logged_once_per_interval() {
         "the stranger changed nothing"
     );
 }
+
+// Asserts: a worker's STATUS= text reaches the status (and `status --json`, which
+// serde_json writes with C1 controls and bidi overrides raw) with every control and bidi
+// character escaped (red when stored as sent: ESC, U+009B and U+202E come out raw).
+#[test]
+fn worker_status_text_is_stored_escaped() {
+    let mut sim = Sim::ready_workers(1);
+    let pid = sim.pids_in("ready")[0];
+    sim.notify(pid, "STATUS=ok\u{1b}[2J\u{9b}31m \u{202e}rtl");
+    let status = sim.status();
+    let json = serde_json::to_string(&status).expect("a status serialises");
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    assert!(!json.chars().any(unsafe_char), "{json:?}");
+    assert!(status.workers[0].status.starts_with("ok"), "{status}");
+}
