@@ -21,6 +21,8 @@ pub(crate) struct Settings {
     pub(crate) upstream: Option<String>,
     pub(crate) upstream_timeout: Duration,
     pub(crate) report_dir: Option<PathBuf>,
+    /// Whether /debug/tasks is served on the service's port (`--debug-tasks`).
+    pub(crate) debug_tasks: bool,
     pub(crate) writer: Mode,
 }
 
@@ -87,10 +89,9 @@ pub(crate) async fn run(
         client: Client::new(&app, settings.upstream_timeout)?,
         upstream: upstream_url(&settings, &worker),
     };
-    // The demo shows its tasks at /debug/tasks; a service on a public port would leave
-    // this off (it names client addresses and source paths).
+    // The task list names client addresses and source paths: served only when asked.
     let report = worker
-        .debug_tasks(true)
+        .debug_tasks(settings.debug_tasks)
         .run(&app, &startup, router(state))
         .await?;
     if report.is_clean() {

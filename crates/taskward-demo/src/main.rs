@@ -46,6 +46,15 @@ struct Flags {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     unsafe_fire_and_forget: bool,
+    /// Serve the live task list at /debug/tasks on the service's own port. Off by
+    /// default: it names other clients' addresses and the code's source paths, so it
+    /// belongs on a trusted network only (`scripts/demo` turns it on, on 127.0.0.1).
+    #[arg(
+        long,
+        env = "DEMO_DEBUG_TASKS",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    debug_tasks: bool,
 }
 
 /// An error and its causes, on one line.
@@ -84,6 +93,7 @@ fn main() -> ExitCode {
         upstream: flags.upstream,
         upstream_timeout: Duration::from_millis(flags.upstream_timeout_ms),
         report_dir: flags.report_dir,
+        debug_tasks: flags.debug_tasks,
         writer: if flags.unsafe_fire_and_forget {
             writer::Mode::FireAndForget
         } else {

@@ -189,7 +189,8 @@ fn not_ready_until_the_database_opens_and_a_slow_upstream_is_a_504() {
 // Asserts: bad requests are 400s whose JSON body names what was wrong (and create
 // nothing), unknown routes and methods JSON 404/405s, a too long `/builtin` delay
 // refused; `/upstream` calls this worker's own `/builtin` whatever the Host header says;
-// the liveness and task endpoints answer, the task list naming the long-lived tasks.
+// the liveness endpoint answers; the task list is not served unless asked for
+// (`--debug-tasks`, red when always on), and then names the long-lived tasks.
 #[test]
 fn bad_requests_are_400s_with_a_json_error() {
     let dir = temp_dir("bad-requests");
@@ -251,6 +252,12 @@ fn bad_requests_are_400s_with_a_json_error() {
     );
 
     assert_eq!(get(addr, "/healthz").0, 200);
+    let (status, tasks) = get(addr, "/debug/tasks");
+    assert_eq!(status, 404, "off by default: {tasks}");
+    drop(demo);
+
+    let (demo, addr) = Demo::start(&["--db".as_ref(), db.as_os_str(), "--debug-tasks".as_ref()]);
+    demo.wait_ready(addr);
     let (status, tasks) = get(addr, "/debug/tasks");
     assert_eq!(status, 200, "{tasks}");
     for task in ["writer", "cache_stats"] {
