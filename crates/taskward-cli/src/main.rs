@@ -146,14 +146,15 @@ fn client_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 
 /// `--delay`: seconds, positive and finite.
 fn parse_interval(text: &str) -> Result<Duration, String> {
+    let max = taskward_http::protocol::MAX_SECONDS;
+    let bad = || format!("expected a number of seconds above 0 and at most {max}, found {text:?}");
+    // `f64` takes `inf`, `NaN` and `1e300`: bounded here, so that no value reaches
+    // `Duration`'s own (panicking or cryptic) conversion.
     match text.parse::<f64>() {
-        Ok(seconds) if seconds > 0.0 => {
-            Duration::try_from_secs_f64(seconds).map_err(|error| error.to_string())
+        Ok(seconds) if seconds > 0.0 && seconds <= max as f64 => {
+            Duration::try_from_secs_f64(seconds).map_err(|_| bad())
         }
-        Ok(_) => Err(format!(
-            "expected a positive number of seconds, found {text:?}"
-        )),
-        Err(error) => Err(format!("expected seconds, found {text:?}: {error}")),
+        _ => Err(bad()),
     }
 }
 
@@ -185,4 +186,27 @@ fn init_logs() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_interval;
+
+    // Asserts: intervals are positive seconds up to a year; anything else (`1e300`, `inf`,
+    // `NaN`, 0, text) is refused with the same plain message naming the value, never
+    // Rust's "cannot convert float seconds to Duration".
+    #[test]
+    fn intervals_are_bounded_with_a_plain_message() {
+        assert_eq!(
+            parse_interval("0.5"),
+            Ok(std::time::Duration::from_millis(500))
+        );
+        for bad in ["1e300", "inf", "NaN", "0", "-1", "abc", "31536001"] {
+            let error = parse_interval(bad).expect_err(bad);
+            assert!(
+                error.contains("at most 31536000") && error.contains(bad),
+                "{error}"
+            );
+        }
+    }
 }

@@ -56,7 +56,7 @@ pub enum ServeError {
     #[error("the sockets passed in LISTEN_FDS are unusable")]
     Inherit(#[source] io::Error),
     /// The runtime, its directory or the master's sockets could not be set up.
-    #[error("cannot set up: {0}")]
+    #[error("cannot set up")]
     Setup(#[source] io::Error),
 }
 

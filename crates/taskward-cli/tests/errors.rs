@@ -75,6 +75,45 @@ fn a_port_in_use_is_named() {
     );
 }
 
+// Asserts: an admin socket path that is a regular file is refused in one line that says
+// so once (red when the setup error printed its cause twice), exit code 1, and the file
+// is left as it was.
+#[test]
+fn an_admin_socket_path_that_is_a_file_is_named_once() {
+    // Relative: `serve` runs in its own directory, where this file is made first.
+    let dir = test_dir("admin-file");
+    std::fs::write(dir.join("important.txt"), "keep me").expect("a file");
+    let output = Command::new(TASKWARD)
+        .current_dir(&dir)
+        .args([
+            "serve",
+            "-b",
+            "127.0.0.1:0",
+            "--admin-socket",
+            "important.txt",
+            "--",
+            HELLO,
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("taskward runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let kept = std::fs::read_to_string(dir.join("important.txt"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let error: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("taskward:"))
+        .collect();
+    assert_eq!(error.len(), 1, "{stderr}");
+    assert_eq!(
+        error[0].matches("exists and is not a socket").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(kept.as_deref().ok(), Some("keep me"));
+}
+
 // Asserts: a missing program, and one that is not executable, are named, exit code 1.
 #[test]
 fn a_missing_or_non_executable_program_is_named() {
