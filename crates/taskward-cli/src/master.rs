@@ -345,6 +345,12 @@ impl Master {
                 return Event::Timer;
             }
         };
+        if let Some((error, lines)) = &datagram.message.rejected {
+            // The good lines count (as in systemd); the bad ones are said, once per interval.
+            if let Some(more) = self.bad_datagrams.hit(tokio::time::Instant::now()) {
+                tracing::warn!(error = %error, lines, more, "notify lines ignored");
+            }
+        }
         let Some(pid) = datagram
             .pid
             .and_then(|pid| u32::try_from(pid.as_raw_nonzero().get()).ok())

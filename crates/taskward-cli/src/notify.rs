@@ -101,6 +101,11 @@ pub struct Notification {
     pub requests: Option<u64>,
     /// Other assignments, in order, kept for logging; systemd ignores them too.
     pub unknown: Vec<(String, String)>,
+    /// Lines that were not valid (not `KEY=VALUE`, a bad value for a known key, not
+    /// UTF-8): skipped one by one, as systemd skips what it does not understand, so that
+    /// a stray line cannot cost a worker its `READY=1`. The first one's error, and how
+    /// many there were.
+    pub rejected: Option<(NotifyError, usize)>,
 }
 
 /// A `WATCHDOG=` assignment.
@@ -320,9 +325,11 @@ impl Notification {
     ///
     /// # Errors
     ///
-    /// A [`NotifyError`] if the datagram is empty, longer than [`MAX_DATAGRAM`], not
-    /// UTF-8, has a line without `=` or with an empty key, or a known key with a bad
-    /// value.
+    /// A [`NotifyError`] if the datagram is longer than [`MAX_DATAGRAM`] or has no valid
+    /// line: the first bad line says why (not UTF-8, no `=` or an empty key, a known key
+    /// with a bad value), or it is empty. A datagram with at least one valid line is
+    /// parsed: its bad lines are skipped, as systemd skips them, and the first is kept
+    /// in [`rejected`](Self::rejected).
     ///
     /// # Examples
     ///
@@ -335,6 +342,10 @@ impl Notification {
     ///
     /// let error = Notification::parse(b"READY=2").expect_err("READY takes only 1");
     /// assert_eq!(error.to_string(), r#"line 1: READY: expected 1, found "2""#);
+    ///
+    /// let message = Notification::parse(b"READY=1\nSTRAY LINE")?;
+    /// assert!(message.ready, "a stray line costs only itself");
+    /// assert_eq!(message.rejected.map(|(_, lines)| lines), Some(1));
     /// # Ok::<(), NotifyError>(())
     /// ```
     pub fn parse(datagram: &[u8]) -> Result<Self, NotifyError> {
@@ -343,28 +354,43 @@ impl Notification {
                 len: datagram.len(),
             });
         }
-        let text = std::str::from_utf8(datagram).map_err(|error| NotifyError::NotUtf8 {
-            offset: error.valid_up_to(),
-        })?;
         let mut notification = Self::default();
         let mut assignments = 0_usize;
-        for (index, line) in text.split('\n').enumerate() {
-            if line.is_empty() {
+        let mut offset = 0_usize;
+        for (index, bytes) in datagram.split(|&b| b == b'\n').enumerate() {
+            let line_start = offset;
+            offset += bytes.len() + 1;
+            if bytes.is_empty() {
                 continue;
             }
             let line_number = index + 1;
-            let (key, value) = line
-                .split_once('=')
-                .filter(|(key, _)| !key.is_empty())
-                .ok_or_else(|| NotifyError::NotAnAssignment {
-                    line: line_number,
-                    text: excerpt(line),
-                })?;
-            notification.assign(line_number, key, value)?;
-            assignments += 1;
+            let parsed = std::str::from_utf8(bytes)
+                .map_err(|error| NotifyError::NotUtf8 {
+                    offset: line_start + error.valid_up_to(),
+                })
+                .and_then(|line| {
+                    let (key, value) = line
+                        .split_once('=')
+                        .filter(|(key, _)| !key.is_empty())
+                        .ok_or_else(|| NotifyError::NotAnAssignment {
+                            line: line_number,
+                            text: excerpt(line),
+                        })?;
+                    notification.assign(line_number, key, value)
+                });
+            match parsed {
+                Ok(()) => assignments += 1,
+                Err(error) => match &mut notification.rejected {
+                    Some((_, count)) => *count += 1,
+                    None => notification.rejected = Some((error, 1)),
+                },
+            }
         }
         if assignments == 0 {
-            return Err(NotifyError::Empty);
+            // Nothing usable: the first bad line says why.
+            return Err(notification
+                .rejected
+                .map_or(NotifyError::Empty, |(error, _)| error));
         }
         Ok(notification)
     }
@@ -480,6 +506,7 @@ mod tests {
                 errno: Some(0),
                 requests: Some(u64::MAX),
                 unknown: vec![],
+                rejected: None,
             }
         );
     }
@@ -504,11 +531,39 @@ mod tests {
         let message = parse("\n\nREADY=1\n\n").expect("valid");
         assert!(message.ready);
         assert_eq!(
-            parse("\n\nREADY=1\n\nREADY=yes")
-                .expect_err("bad")
-                .to_string(),
-            r#"line 5: READY: expected 1, found "yes""#
+            parse("\n\nREADY=yes").expect_err("bad").to_string(),
+            r#"line 3: READY: expected 1, found "yes""#
         );
+    }
+
+    // Asserts: a bad line costs only itself, as in systemd: the good lines of the same
+    // datagram count, and the first bad one is kept (with how many) for the log (red when
+    // one bad line dropped the datagram, READY=1 included).
+    #[test]
+    fn a_bad_line_costs_only_itself() {
+        let cases: [(&[u8], &str, usize); 3] = [
+            (
+                b"READY=1\nSTATUS=a\r\nFAKE LINE\nREADY=yes",
+                r#"line 3: expected KEY=VALUE, found "FAKE LINE""#,
+                2,
+            ),
+            (
+                b"READY=1\n\xff",
+                "notification is not UTF-8 (bad byte at offset 8)",
+                1,
+            ),
+            (
+                b"READY=1\nhello world",
+                r#"line 2: expected KEY=VALUE, found "hello world""#,
+                1,
+            ),
+        ];
+        for (datagram, first, count) in cases {
+            let message = Notification::parse(datagram).expect("the good lines count");
+            assert!(message.ready, "{datagram:?}");
+            let (error, rejected) = message.rejected.expect("the bad lines are kept");
+            assert_eq!((error.to_string().as_str(), rejected), (first, count));
+        }
     }
 
     #[test]
@@ -549,13 +604,13 @@ mod tests {
             (b"", "empty notification"),
             (b"\n\n", "empty notification"),
             (
-                b"READY=1\n\xff",
-                "notification is not UTF-8 (bad byte at offset 8)",
+                b"\n\xff",
+                "notification is not UTF-8 (bad byte at offset 1)",
             ),
             (b"READY", r#"line 1: expected KEY=VALUE, found "READY""#),
             (
-                b"READY=1\nhello world",
-                r#"line 2: expected KEY=VALUE, found "hello world""#,
+                b"hello world\nREADY=2",
+                r#"line 1: expected KEY=VALUE, found "hello world""#,
             ),
             (b"=1", r#"line 1: expected KEY=VALUE, found "=1""#),
             (b"READY=2", r#"line 1: READY: expected 1, found "2""#),
@@ -696,11 +751,17 @@ mod tests {
                         let last = |key: &str| {
                             lines.iter().rev().find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
                         };
-                        prop_assert_eq!(message.ready, last(field::READY).is_some());
+                        // A bad line is skipped, so each field is what its last good
+                        // line said.
+                        let ready = lines.iter().any(|l| l.as_str() == "READY=1");
+                        prop_assert_eq!(message.ready, ready);
                         prop_assert_eq!(message.status.as_deref(), last(field::STATUS));
-                        if let Some(count) = last(field::REQUESTS) {
-                            prop_assert_eq!(message.requests, count.parse().ok());
-                        }
+                        let count = lines.iter().rev().find_map(|l| {
+                            let v = l.strip_prefix(field::REQUESTS)?.strip_prefix('=')?;
+                            let plain = !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+                            plain.then(|| v.parse::<u64>().ok()).flatten()
+                        });
+                        prop_assert_eq!(message.requests, count);
                     }
                     Err(error) => check_error(&error, text.as_bytes())?,
                 }
