@@ -493,14 +493,24 @@ impl ScopeInner {
                     detail,
                     restarts: entry.restarts,
                 };
-                if outcome == TaskOutcome::Aborted {
-                    // A WARN naming it: an aborted task is work that was cut off.
+                if outcome == TaskOutcome::Aborted && entry.straggler {
+                    // A WARN naming it: a task a shutdown had to abort is work that was
+                    // cut off.
                     tracing::warn!(
                         task = %entry.name,
                         scope = %self.path,
                         spawned_at = %entry.spawned_at,
                         age = ?report.age,
-                        straggler = entry.straggler,
+                        "task aborted"
+                    );
+                } else if outcome == TaskOutcome::Aborted {
+                    // Aborted by its handle (asked for) or by the drop of its scope, whose
+                    // one warning already names it: a second WARN per task would repeat it.
+                    tracing::debug!(
+                        task = %entry.name,
+                        scope = %self.path,
+                        spawned_at = %entry.spawned_at,
+                        age = ?report.age,
                         "task aborted"
                     );
                 }
