@@ -4,21 +4,28 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{HELLO, TASKWARD, test_dir};
+use common::{HELLO, TASKWARD, test_dir, the_error_line};
 
 fn serve(name: &str, args: &[&str]) -> (Output, String) {
     let dir = test_dir(name);
+    let ran = serve_in(&dir, args);
+    let _ = std::fs::remove_dir_all(&dir);
+    ran
+}
+
+/// `taskward serve ARGS` run in `dir`: its output and its stderr as text.
+fn serve_in(dir: &Path, args: &[&str]) -> (Output, String) {
     let output = Command::new(TASKWARD)
-        .current_dir(&dir)
+        .current_dir(dir)
         .arg("serve")
         .args(args)
         .env("NO_COLOR", "1")
         .output()
         .expect("taskward runs");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    let _ = std::fs::remove_dir_all(&dir);
     (output, stderr)
 }
 
@@ -64,13 +71,8 @@ fn a_port_in_use_is_named() {
     let addr = taken.local_addr().expect("its address").to_string();
     let (output, stderr) = serve("port-in-use", &["-b", &addr, "--", HELLO]);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let error: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("taskward:"))
-        .collect();
-    assert_eq!(error.len(), 1, "{stderr}");
     assert!(
-        error[0].contains(&format!("cannot listen on {addr}")),
+        the_error_line(&stderr).contains(&format!("cannot listen on {addr}")),
         "{stderr}"
     );
 }
@@ -83,31 +85,24 @@ fn an_admin_socket_path_that_is_a_file_is_named_once() {
     // Relative: `serve` runs in its own directory, where this file is made first.
     let dir = test_dir("admin-file");
     std::fs::write(dir.join("important.txt"), "keep me").expect("a file");
-    let output = Command::new(TASKWARD)
-        .current_dir(&dir)
-        .args([
-            "serve",
+    let (output, stderr) = serve_in(
+        &dir,
+        &[
             "-b",
             "127.0.0.1:0",
             "--admin-socket",
             "important.txt",
             "--",
             HELLO,
-        ])
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("taskward runs");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        ],
+    );
     let kept = std::fs::read_to_string(dir.join("important.txt"));
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let error: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("taskward:"))
-        .collect();
-    assert_eq!(error.len(), 1, "{stderr}");
     assert_eq!(
-        error[0].matches("exists and is not a socket").count(),
+        the_error_line(&stderr)
+            .matches("exists and is not a socket")
+            .count(),
         1,
         "{stderr}"
     );

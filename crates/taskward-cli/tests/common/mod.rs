@@ -33,6 +33,17 @@ pub(crate) struct Serve {
     pub(crate) addr: SocketAddr,
 }
 
+/// The one error line `taskward` printed (`taskward: …`); fails the test unless there is
+/// exactly one.
+pub(crate) fn the_error_line(stderr: &str) -> &str {
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("taskward:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    errors[0]
+}
+
 /// A fresh directory for one test's master (its admin socket lives there).
 pub(crate) fn test_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("taskward-e2e-{}-{name}", std::process::id()));
